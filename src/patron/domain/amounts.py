@@ -1,0 +1,33 @@
+"""Points are integers; money is Decimal. Nothing here ever becomes a float."""
+
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field, PlainSerializer
+
+# Money arrives as JSON strings or numbers and leaves as a string, so no client float parser touches it.
+Money = Annotated[
+    Decimal,
+    Field(ge=0, max_digits=14, decimal_places=4, allow_inf_nan=False),
+    PlainSerializer(lambda d: str(d), return_type=str, when_used="json"),
+]
+# A positive count of points; the upper bound keeps every sum inside a signed 64-bit column.
+PointsAmount = Annotated[int, Field(gt=0, le=1_000_000_000, strict=True)]
+
+
+class Rounding(StrEnum):
+    FLOOR = "floor"
+    HALF_UP = "half_up"
+    CEILING = "ceiling"
+
+    def to_points(self, value: Decimal) -> int:
+        return int(value.to_integral_value(rounding=_DECIMAL_MODES[self]))
+
+
+_DECIMAL_MODES = {Rounding.FLOOR: ROUND_FLOOR, Rounding.HALF_UP: ROUND_HALF_UP, Rounding.CEILING: ROUND_CEILING}
+
+
+def minor_units(amount: Decimal) -> int:
+    """An amount in hundredths (cents, fen), the integer form the expression language sees."""
+    return int((amount * 100).to_integral_value(rounding=ROUND_HALF_UP))

@@ -1,0 +1,18 @@
+"""A member's profile as the merchant sends it. Balances and tiers are never part of it."""
+
+from datetime import date
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+AttributeValue = str | int | bool | None
+
+
+class MemberProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    email: Annotated[str, Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
+    phone: Annotated[str, Field(max_length=32, pattern=r"^\+?[0-9 ()-]{3,31}$")] | None = None
+    birthday: date | None = None
+    locale: Annotated[str, Field(max_length=35, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")] | None = None
+    attributes: dict[Annotated[str, Field(max_length=64)], AttributeValue] = Field(default_factory=dict)
