@@ -1,0 +1,1 @@
+"""Storage: tables, the database handle with its transaction rules, and migrations."""

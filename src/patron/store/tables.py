@@ -1,0 +1,232 @@
+"""The schema. Migrations (store/migrations) create exactly this; a test keeps the two in step."""
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from patron.store.types import Id, MoneyColumn, UtcDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+programs = Table(
+    "programs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("slug", String(64), nullable=False, unique=True),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+program_versions = Table(
+    "program_versions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("program_id", ForeignKey("programs.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("effective_from", UtcDateTime, nullable=False),
+    Column("published_at", UtcDateTime, nullable=False),
+    Column("published_by", String(128), nullable=False),
+    Column("document", JSON, nullable=False),
+    UniqueConstraint("program_id", "version"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("program_id", ForeignKey("programs.id"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("prefix", String(16), nullable=False, unique=True),
+    Column("secret_hash", String(64), nullable=False),
+    Column("scopes", String(128), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime),
+)
+
+members = Table(
+    "members",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("program_id", ForeignKey("programs.id"), nullable=False),
+    Column("external_id", String(128), nullable=False),
+    Column("email", String(320)),
+    Column("phone", String(32)),
+    Column("birthday", Date),
+    Column("locale", String(35)),
+    Column("attributes", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("program_id", "external_id"),
+)
+
+# Cached balances, one row per member, changed only in the transaction that posts to the journal.
+# Program accounts have no cached row: summing their postings keeps them off the hot path of every write.
+balances = Table(
+    "balances",
+    metadata,
+    Column("member_id", ForeignKey("members.id"), primary_key=True),
+    Column("available", BigInteger, nullable=False),
+    Column("pending", BigInteger, nullable=False),
+    Column("debt", BigInteger, nullable=False),
+    # The floors of invariant 4, held by the database too: a bug upstream fails the transaction instead.
+    CheckConstraint("available >= 0 AND pending >= 0 AND debt <= 0", name="floors"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("program_id", ForeignKey("programs.id"), nullable=False),
+    Column("event_id", String(128), nullable=False),
+    Column("member_id", ForeignKey("members.id"), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("response", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    # Exactly-once ingestion: the same id cannot be written twice, whatever the race.
+    UniqueConstraint("program_id", "event_id"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("program_id", ForeignKey("programs.id"), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("operation", String(64), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("response", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+journal = Table(
+    "journal",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("program_id", ForeignKey("programs.id"), nullable=False),
+    Column("member_id", ForeignKey("members.id")),  # null for program-wide transactions such as an expiry run
+    Column("kind", String(16), nullable=False),
+    Column("event_id", ForeignKey("events.id")),
+    Column("program_version", Integer),
+    Column("reference", String(255)),
+    Column("memo", Text, nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("posted_at", UtcDateTime, nullable=False),
+    Index(None, "member_id", "id"),
+)
+
+postings = Table(
+    "postings",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("transaction_id", ForeignKey("journal.id"), nullable=False),
+    Column("program_id", ForeignKey("programs.id"), nullable=False),
+    Column("member_id", ForeignKey("members.id")),  # null for program accounts
+    Column("account", String(16), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Index(None, "transaction_id"),
+    Index(None, "member_id", "account"),
+)
+
+# Lots are updated in bulk by expiry and activation: indexes only on columns those updates never touch,
+# so PostgreSQL can keep the updates heap-only (and the table gets fillfactor 50 in the migration).
+lots = Table(
+    "lots",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("program_id", ForeignKey("programs.id"), nullable=False),
+    Column("member_id", ForeignKey("members.id"), nullable=False),
+    Column("transaction_id", ForeignKey("journal.id"), nullable=False),
+    Column("order_id", String(128)),
+    Column("points", BigInteger, nullable=False),
+    Column("remaining", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("earned_at", UtcDateTime, nullable=False),
+    Column("available_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime),
+    CheckConstraint("remaining >= 0 AND remaining <= points", name="remaining_within_points"),
+    Index(None, "member_id"),
+    Index(None, "expires_at"),
+    Index(None, "available_at"),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("program_id", ForeignKey("programs.id"), primary_key=True),
+    Column("order_id", String(128), primary_key=True),
+    Column("member_id", ForeignKey("members.id"), nullable=False),
+    Column("total", MoneyColumn, nullable=False),
+    Column("earned", BigInteger, nullable=False),
+    Column("refunded", MoneyColumn, nullable=False),
+    Column("clawed_back", BigInteger, nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),
+)
+
+rule_usage = Table(
+    "rule_usage",
+    metadata,
+    Column("member_id", ForeignKey("members.id"), primary_key=True),
+    Column("rule_id", String(64), primary_key=True),
+    Column("period_key", String(32), primary_key=True),
+    Column("times", Integer, nullable=False),
+    Column("points", BigInteger, nullable=False),
+)
+
+redemptions = Table(
+    "redemptions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("program_id", ForeignKey("programs.id"), nullable=False),
+    Column("member_id", ForeignKey("members.id"), nullable=False),
+    Column("reward_id", String(64), nullable=False),
+    Column("reward_kind", String(16), nullable=False),
+    Column("cost", BigInteger, nullable=False),
+    Column("coupon_code", String(32), unique=True),
+    Column("transaction_id", ForeignKey("journal.id"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index(None, "member_id", "reward_id"),
+)
+
+# Gifts in stock: the count given out, raised only by a conditional UPDATE that refuses to pass the stock.
+reward_stock = Table(
+    "reward_stock",
+    metadata,
+    Column("program_id", ForeignKey("programs.id"), primary_key=True),
+    Column("reward_id", String(64), primary_key=True),
+    Column("given", Integer, nullable=False),
+    CheckConstraint("given >= 0", name="given_not_negative"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("program_id", ForeignKey("programs.id"), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("member_id", ForeignKey("members.id")),
+    Column("reason", Text, nullable=False),
+    Column("detail", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
