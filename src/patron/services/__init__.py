@@ -1,0 +1,1 @@
+"""Use cases: one function each, every write one atomic transaction."""

@@ -1,0 +1,109 @@
+"""Manual corrections by an authorised person: a reason, an audit row, a balanced posting."""
+
+from datetime import datetime
+
+from sqlalchemy import Connection, insert
+
+from patron.domain.calendar import expires_at
+from patron.domain.engine import NewLot
+from patron.domain.ledger import Account, InsufficientPoints, Posting, plan_spend
+from patron.services import members as member_service
+from patron.services.errors import InsufficientPointsError, Invalid
+from patron.services.hashing import request_fingerprint
+from patron.services.idempotency import StoredReply, recall_key, remember_key
+from patron.services.programs import ProgramCache
+from patron.services.views import AdjustmentView
+from patron.store import ledger
+from patron.store.database import Database
+from patron.store.tables import audit_log
+
+
+def adjust(
+    db: Database,
+    cache: ProgramCache,
+    program_id: int,
+    member_external_id: str,
+    points: int,
+    reason: str,
+    *,
+    actor: str,
+    now: datetime,
+    idempotency_key: str | None = None,
+) -> tuple[AdjustmentView, bool]:
+    """Adds (points > 0) or removes (points < 0) available points. Removal never takes a balance below zero."""
+    if points == 0:
+        raise Invalid("an adjustment of 0 points changes nothing", field="points")
+    if not reason.strip():
+        raise Invalid("say why: adjustments are audited", field="reason")
+    fingerprint = request_fingerprint({"member_id": member_external_id, "points": points, "reason": reason})
+
+    def work(conn: Connection) -> tuple[AdjustmentView, bool]:
+        if idempotency_key is not None:
+            stored = recall_key(conn, program_id, idempotency_key, "adjust", fingerprint)
+            if stored is not None:
+                return AdjustmentView.model_validate(stored.body), True
+        member = member_service.require(conn, program_id, member_external_id, lock=True)
+        program = cache.in_force(conn, program_id, now)
+        # Points owed from an earlier refund are settled before anything becomes available.
+        settled = min(points, -ledger.balance_of(conn, member.id)[2]) if points > 0 else 0
+        mine = [
+            ledger.MemberPosting(member.id, Account.DEBT, settled),
+            ledger.MemberPosting(member.id, Account.AVAILABLE, points - settled),
+        ]
+        debits = []
+        if points < 0:
+            try:
+                debits = plan_spend(ledger.open_lots(conn, member.id), -points)
+            except InsufficientPoints as exc:
+                raise InsufficientPointsError(
+                    f"cannot remove {exc.needed} points: {exc.available} are available", field="points"
+                ) from exc
+        transaction_id = ledger.post(
+            conn,
+            program_id=program_id,
+            member_id=member.id,
+            kind="adjust",
+            occurred_at=now,
+            posted_at=now,
+            memo=f"adjustment by {actor}: {reason}",
+            member_postings=mine,
+            program_postings=[Posting(Account.ADJUSTMENTS, -points)],
+            program_version=program.version,
+            reference=f"adjust:{idempotency_key}" if idempotency_key else None,
+        )
+        if points - settled > 0:
+            lot = NewLot(points - settled, False, now, expires_at(program.document.expiry, now, program.zone), None)
+            ledger.add_lots(
+                conn,
+                program_id=program_id,
+                member_id=member.id,
+                transaction_id=transaction_id,
+                new=[lot],
+                earned_at=now,
+            )
+        ledger.debit_lots(conn, debits)
+        conn.execute(
+            insert(audit_log),
+            {
+                "program_id": program_id,
+                "actor": actor,
+                "action": "points.adjust",
+                "member_id": member.id,
+                "reason": reason,
+                "detail": {"points": points, "transaction_id": transaction_id},
+                "created_at": now,
+            },
+        )
+        result = AdjustmentView(
+            member_id=member.external_id,
+            points=points,
+            reason=reason,
+            transaction_id=transaction_id,
+            balance=member_service.balance(conn, member.id),
+        )
+        if idempotency_key is not None:
+            reply = StoredReply(201, result.model_dump(mode="json"))
+            remember_key(conn, program_id, idempotency_key, "adjust", fingerprint, reply, now)
+        return result, False
+
+    return db.run(work)

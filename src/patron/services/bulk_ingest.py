@@ -1,0 +1,479 @@
+"""Many events in one transaction with a fixed number of statements, whatever the batch size.
+
+Member state for the whole batch is read in a handful of queries, each event is decided in memory by the same
+`decide` that single events use (state carried forward with `advance`, so the tenth purchase of a member in a
+batch sees the nine before it), and everything is written with set-based statements. Each event still succeeds
+or fails on its own: a rejected event leaves no trace and does not change the state its neighbours see.
+"""
+
+import json
+from bisect import bisect_right
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, text, update
+
+from patron.domain.calendar import period_key
+from patron.domain.engine import (
+    AnyEvent,
+    CompiledProgram,
+    Decision,
+    EventRejected,
+    MemberState,
+    OrderRecord,
+    Usage,
+    decide,
+)
+from patron.domain.events import Purchase, Refund, rule_trigger
+from patron.domain.ledger import Account, Lot, LotDebit, LotStatus
+from patron.domain.replay import advance, advance_order
+from patron.services.errors import IdempotencyConflict, Invalid, NotFound, ServiceError
+from patron.services.hashing import request_fingerprint
+from patron.services.journal_text import journal_memo, journal_reference
+from patron.services.programs import ProgramCache
+from patron.services.views import Balance, EventReceipt, RuleResult
+from patron.store import ledger
+from patron.store.sets import id_in, text_in
+from patron.store.tables import balances, events, journal, lots, members, orders, program_versions, rule_usage
+from patron.store.upsert import insert_or_add
+
+Outcome = tuple[EventReceipt, bool] | ServiceError  # the receipt, and whether it replays an earlier delivery
+
+
+@dataclass
+class _Member:
+    id: int
+    state: MemberState
+    available: int
+    pending: int
+    debt: int
+
+
+@dataclass
+class _Accepted:
+    """An event that will be written, with what it needs once the rows have ids."""
+
+    index: int
+    event: AnyEvent
+    digest: str
+    member: _Member
+    decision: Decision
+    receipt: EventReceipt
+    new_lot_ids: list[int] = field(default_factory=list)
+
+
+def ingest_many(
+    conn: Connection, cache: ProgramCache, program_id: int, batch: Sequence[AnyEvent], *, now: datetime
+) -> list[Outcome]:
+    """Runs inside the caller's transaction. A unique-key race with another writer raises IntegrityError for
+    the whole batch: the caller retries the events one by one."""
+    batch_state = _BatchState.load(conn, cache, program_id, batch)
+    outcomes: list[Outcome | None] = [None] * len(batch)
+    accepted: list[_Accepted] = []
+    first_seen: dict[str, tuple[str, int]] = {}
+    repeats: list[tuple[int, int]] = []
+    for index, event in enumerate(batch):
+        digest = request_fingerprint(event.model_dump(mode="json"))
+        earlier = first_seen.get(event.event_id)
+        if earlier is not None:  # the same id twice in one batch: a retry of the first, or a conflict
+            if earlier[0] == digest:
+                repeats.append((index, earlier[1]))
+            else:
+                outcomes[index] = _conflict(event.event_id)
+            continue
+        first_seen[event.event_id] = (digest, index)
+        try:
+            stored = batch_state.replay_of(event, digest)
+            if stored is None:
+                accepted.append(batch_state.decide(index, event, digest))
+            else:
+                outcomes[index] = (stored, True)
+        except ServiceError as exc:
+            outcomes[index] = exc
+    if accepted:
+        _write(conn, program_id, accepted, batch_state, now)
+    for a in accepted:
+        outcomes[a.index] = (a.receipt, False)
+    for index, first in repeats:
+        earlier_outcome = outcomes[first]
+        outcomes[index] = (earlier_outcome[0], True) if isinstance(earlier_outcome, tuple) else earlier_outcome
+    result = [o for o in outcomes if o is not None]
+    assert len(result) == len(batch), "every event has an outcome"
+    return result
+
+
+def _conflict(event_id: str) -> IdempotencyConflict:
+    return IdempotencyConflict(f"event {event_id!r} was already received with a different body", field="event_id")
+
+
+class _BatchState:
+    """Everything the batch's decisions read, loaded up front and carried forward in memory."""
+
+    def __init__(self, cache: ProgramCache, conn: Connection, program_id: int) -> None:
+        self.cache, self.conn, self.program_id = cache, conn, program_id
+        self.stored: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.members: dict[str, _Member] = {}
+        self.orders: dict[str, tuple[int, OrderRecord, bool]] = {}  # order id -> (member, record, is new)
+        self.order_deltas: dict[str, tuple[Decimal, int]] = defaultdict(lambda: (Decimal(0), 0))
+        self.order_times: dict[str, datetime] = {}
+        self.versions: list[tuple[datetime, int]] = []
+        self.next_lot_id = -1  # lots born in this batch get negative ids until they are written
+
+    @classmethod
+    def load(cls, conn: Connection, cache: ProgramCache, program_id: int, batch: Sequence[AnyEvent]) -> "_BatchState":
+        self = cls(cache, conn, program_id)
+        self.versions = [
+            (r.effective_from, r.version)
+            for r in conn.execute(
+                select(program_versions.c.effective_from, program_versions.c.version)
+                .where(program_versions.c.program_id == program_id)
+                .order_by(program_versions.c.effective_from, program_versions.c.version)
+            )
+        ]
+        # Every member of the batch is locked, in id order, like every other change to points.
+        external_ids = sorted({e.member_id for e in batch})
+        found = conn.execute(
+            select(
+                members.c.id,
+                members.c.external_id,
+                members.c.attributes,
+                balances.c.available,
+                balances.c.pending,
+                balances.c.debt,
+            )
+            .join(balances, balances.c.member_id == members.c.id)
+            .where(members.c.program_id == program_id, text_in(conn, members.c.external_id, external_ids))
+            .order_by(members.c.id)
+            .with_for_update(of=members)
+        ).all()
+        by_id = {}
+        for r in found:
+            member = _Member(
+                r.id, MemberState(r.external_id, r.attributes, {}, -r.debt), r.available, r.pending, r.debt
+            )
+            self.members[r.external_id] = member
+            by_id[r.id] = member
+        # Only now, under the member locks: a concurrent delivery of one of these events held a lock until it
+        # committed, and must be found here as a replay rather than judged again (its order already reported).
+        event_ids = sorted({e.event_id for e in batch})
+        for row in conn.execute(
+            select(events.c.event_id, events.c.request_hash, events.c.response).where(
+                events.c.program_id == program_id, text_in(conn, events.c.event_id, event_ids)
+            )
+        ):
+            self.stored[row.event_id] = (row.request_hash, row.response)
+        self._load_orders(batch)
+        self._load_usage(batch, by_id)
+        self._load_lots(batch, by_id)
+        return self
+
+    def _load_orders(self, batch: Sequence[AnyEvent]) -> None:
+        order_ids = sorted({e.order_id for e in batch if isinstance(e, (Purchase, Refund))})
+        if not order_ids:
+            return
+        for r in self.conn.execute(
+            select(orders).where(
+                orders.c.program_id == self.program_id, text_in(self.conn, orders.c.order_id, order_ids)
+            )
+        ):
+            self.orders[r.order_id] = (
+                r.member_id,
+                OrderRecord(r.order_id, r.total, r.earned, r.refunded, r.clawed_back),
+                False,
+            )
+
+    def _load_usage(self, batch: Sequence[AnyEvent], by_id: dict[int, _Member]) -> None:
+        wanted: set[tuple[str, str]] = set()
+        for event in batch:
+            program = self._program_at(event.occurred_at)
+            if program is None:
+                continue
+            for rule in program.rules_by_trigger.get(rule_trigger(event), ()):
+                for cap in rule.rule.caps:
+                    wanted.add((rule.rule.id, period_key(cap.period, event.occurred_at, program.zone)))
+        if not wanted or not by_id:
+            return
+        rows = self.conn.execute(
+            select(rule_usage).where(
+                id_in(self.conn, rule_usage.c.member_id, list(by_id)),
+                text_in(self.conn, rule_usage.c.rule_id, sorted({w[0] for w in wanted})),
+                text_in(self.conn, rule_usage.c.period_key, sorted({w[1] for w in wanted})),
+            )
+        ).all()
+        usage: dict[int, dict[tuple[str, str], Usage]] = defaultdict(dict)
+        for r in rows:
+            usage[r.member_id][(r.rule_id, r.period_key)] = Usage(r.times, r.points)
+        for member_id, found in usage.items():
+            member = by_id[member_id]
+            member.state = replace(member.state, usage=found)
+
+    def _load_lots(self, batch: Sequence[AnyEvent], by_id: dict[int, _Member]) -> None:
+        refunding = [m.id for e in batch if isinstance(e, Refund) and (m := self.members.get(e.member_id))]
+        if not refunding:
+            return
+        found: dict[int, list[Lot]] = defaultdict(list)
+        for r in self.conn.execute(
+            select(lots)
+            .where(
+                id_in(self.conn, lots.c.member_id, refunding),
+                lots.c.remaining > 0,
+                lots.c.status.in_([LotStatus.PENDING.value, LotStatus.AVAILABLE.value]),
+            )
+            .order_by(lots.c.id)
+        ):
+            found[r.member_id].append(
+                Lot(
+                    r.id,
+                    r.points,
+                    r.remaining,
+                    LotStatus(r.status),
+                    r.earned_at,
+                    r.expires_at,
+                    r.order_id,
+                    r.available_at,
+                )
+            )
+        for member_id, member_lots in found.items():
+            by_id[member_id].state = replace(by_id[member_id].state, lots=tuple(member_lots))
+
+    def _program_at(self, at: datetime) -> CompiledProgram | None:
+        position = bisect_right([v[0] for v in self.versions], at)
+        if position == 0:
+            return None
+        return self.cache.version(self.conn, self.program_id, self.versions[position - 1][1])
+
+    def replay_of(self, event: AnyEvent, digest: str) -> EventReceipt | None:
+        stored = self.stored.get(event.event_id)
+        if stored is None:
+            return None
+        if stored[0] != digest:
+            raise _conflict(event.event_id)
+        return EventReceipt.model_validate(stored[1])
+
+    def decide(self, index: int, event: AnyEvent, digest: str) -> _Accepted:
+        member = self.members.get(event.member_id)
+        if member is None:
+            raise NotFound(f"no member {event.member_id!r} in this program", field="member_id")
+        program = self._program_at(event.occurred_at)
+        if program is None:
+            raise Invalid(f"no program version was in force at {event.occurred_at.isoformat()}", field="occurred_at")
+        state = member.state
+        if isinstance(event, (Purchase, Refund)):
+            known = self.orders.get(event.order_id)
+            if known is not None and known[0] != member.id:
+                raise Invalid(f"order {event.order_id!r} belongs to another member", field="order_id")
+            state = replace(state, order=known[1] if known else None)
+        try:
+            decision = decide(program, state, event)
+        except EventRejected as exc:
+            raise Invalid(exc.message, field=exc.field) from exc
+        new_lot_ids: list[int] = []
+
+        def new_lot_id() -> int:
+            self.next_lot_id -= 1
+            new_lot_ids.append(self.next_lot_id)
+            return self.next_lot_id
+
+        member.state = advance(state, event, decision, new_lot_id)
+        for posting in decision.postings:
+            if posting.account is Account.AVAILABLE:
+                member.available += posting.amount
+            elif posting.account is Account.PENDING:
+                member.pending += posting.amount
+            elif posting.account is Account.DEBT:
+                member.debt += posting.amount
+        if decision.order is not None:
+            change = decision.order
+            known = self.orders.get(change.order_id)
+            self.orders[change.order_id] = (
+                member.id,
+                advance_order(known[1] if known else None, change),
+                known[2] if known else True,
+            )
+            if known is None:
+                self.order_times[change.order_id] = event.occurred_at
+            elif not known[2]:
+                refunded, clawed = self.order_deltas[change.order_id]
+                self.order_deltas[change.order_id] = (refunded + change.refunded, clawed + change.clawed_back)
+        receipt = EventReceipt(
+            event_id=event.event_id,
+            member_id=event.member_id,
+            type=event.type,
+            program_version=decision.program_version,
+            points=decision.points,
+            pending_points=decision.pending_points,
+            transaction_id=None,
+            rules=[
+                RuleResult(rule_id=o.rule_id, fired=o.fired, points=o.points, reason=o.reason)
+                for o in decision.outcomes
+            ],
+            notes=list(decision.notes),
+            balance=Balance(available=member.available, pending=member.pending, owed=-member.debt),
+        )
+        return _Accepted(index, event, digest, member, decision, receipt, new_lot_ids)
+
+
+def _write(conn: Connection, program_id: int, accepted: list[_Accepted], state: _BatchState, now: datetime) -> None:
+    event_rows = (
+        conn.execute(
+            insert(events).returning(events.c.id, sort_by_parameter_order=True),
+            [
+                {
+                    "program_id": program_id,
+                    "event_id": a.event.event_id,
+                    "member_id": a.member.id,
+                    "type": a.event.type,
+                    "occurred_at": a.event.occurred_at,
+                    "request_hash": a.digest,
+                    "response": {},
+                    "created_at": now,
+                }
+                for a in accepted
+            ],
+        )
+        .scalars()
+        .all()
+    )
+    posting = [(a, row) for a, row in zip(accepted, event_rows, strict=True) if a.decision.postings]
+    transaction_of: dict[int, int] = {}
+    if posting:
+        transaction_ids = (
+            conn.execute(
+                insert(journal).returning(journal.c.id, sort_by_parameter_order=True),
+                [
+                    {
+                        "program_id": program_id,
+                        "member_id": a.member.id,
+                        "kind": a.event.type,
+                        "event_id": row,
+                        "program_version": a.decision.program_version,
+                        "reference": journal_reference(a.event),
+                        "memo": journal_memo(a.event, a.decision),
+                        "occurred_at": a.event.occurred_at,
+                        "posted_at": now,
+                    }
+                    for a, row in posting
+                ],
+            )
+            .scalars()
+            .all()
+        )
+        transaction_of = {a.index: t for (a, _), t in zip(posting, transaction_ids, strict=True)}
+        _write_postings(conn, program_id, [(transaction_of[a.index], a) for a, _ in posting])
+        _write_lots(conn, program_id, [(transaction_of[a.index], a) for a, _ in posting])
+    _write_usage(conn, accepted)
+    _write_orders(conn, program_id, state)
+    replies = []
+    for a, row in zip(accepted, event_rows, strict=True):
+        a.receipt = a.receipt.model_copy(update={"transaction_id": transaction_of.get(a.index)})
+        replies.append([row, a.receipt.model_dump(mode="json")])
+    conn.execute(text(_EVENT_REPLIES[conn.dialect.name]), {"replies": json.dumps(replies)})
+
+
+def _write_postings(conn: Connection, program_id: int, posted: list[tuple[int, _Accepted]]) -> None:
+    rows = []
+    moves = []
+    for transaction_id, a in posted:
+        for p in a.decision.postings:
+            member_id = a.member.id if p.account.is_member_account else None
+            rows.append([transaction_id, member_id, p.account.value, p.amount])
+            if member_id is not None:
+                moves.append(ledger.MemberPosting(member_id, p.account, p.amount))
+    ledger.insert_postings(conn, program_id, rows)
+    ledger.move_balances(conn, moves)
+
+
+def _write_lots(conn: Connection, program_id: int, posted: list[tuple[int, _Accepted]]) -> None:
+    remaining = {
+        lot.id: lot.remaining
+        for member in {id(a.member): a.member for _, a in posted}.values()
+        for lot in member.state.lots
+    }
+    new_rows = []
+    debits: dict[int, int] = defaultdict(int)
+    for transaction_id, a in posted:
+        for lot_id, new in zip(a.new_lot_ids, a.decision.new_lots, strict=True):
+            new_rows.append(
+                {
+                    "program_id": program_id,
+                    "member_id": a.member.id,
+                    "transaction_id": transaction_id,
+                    "order_id": new.order_id,
+                    "points": new.points,
+                    "remaining": remaining.get(lot_id, 0),
+                    "status": (LotStatus.PENDING if new.pending else LotStatus.AVAILABLE).value,
+                    "earned_at": a.event.occurred_at,
+                    "available_at": new.available_at,
+                    "expires_at": new.expires_at,
+                }
+            )
+        for debit in a.decision.lot_debits:
+            if debit.lot_id > 0:  # lots born in this batch were written with what is left of them
+                debits[debit.lot_id] += debit.points
+    if new_rows:
+        conn.execute(insert(lots), new_rows)
+    ledger.debit_lots(conn, [LotDebit(lot_id, points) for lot_id, points in sorted(debits.items())])
+
+
+def _write_usage(conn: Connection, accepted: list[_Accepted]) -> None:
+    totals: dict[tuple[int, str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for a in accepted:
+        for inc in a.decision.usage:
+            total = totals[(a.member.id, inc.rule_id, inc.period_key)]
+            total[0] += inc.times
+            total[1] += inc.points
+    insert_or_add(
+        conn,
+        rule_usage,
+        [
+            {"member_id": m, "rule_id": r, "period_key": k, "times": t, "points": p}
+            for (m, r, k), (t, p) in totals.items()
+        ],
+        keys=["member_id", "rule_id", "period_key"],
+        add=["times", "points"],
+    )
+
+
+def _write_orders(conn: Connection, program_id: int, state: _BatchState) -> None:
+    new = [(member_id, record) for member_id, record, is_new in state.orders.values() if is_new]
+    if new:
+        conn.execute(
+            insert(orders),
+            [
+                {
+                    "program_id": program_id,
+                    "order_id": r.order_id,
+                    "member_id": m,
+                    "total": r.total,
+                    "earned": r.earned,
+                    "refunded": r.refunded,
+                    "clawed_back": r.clawed_back,
+                    "occurred_at": state.order_times[r.order_id],
+                }
+                for m, r in new
+            ],
+        )
+    for order_id, (refunded, clawed) in state.order_deltas.items():
+        conn.execute(
+            update(orders)
+            .where(orders.c.program_id == program_id, orders.c.order_id == order_id)
+            .values(refunded=orders.c.refunded + refunded, clawed_back=orders.c.clawed_back + clawed)
+        )
+
+
+_EVENT_REPLIES = {
+    "postgresql": """
+        UPDATE events AS e SET response = (r.value->1)::json
+        FROM jsonb_array_elements(CAST(:replies AS jsonb)) AS r
+        WHERE e.id = (r.value->>0)::bigint
+    """,
+    "sqlite": """
+        UPDATE events SET response = json_extract(r.value, '$[1]')
+        FROM json_each(:replies) AS r
+        WHERE events.id = r.value ->> 0
+    """,
+}

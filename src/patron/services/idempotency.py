@@ -1,0 +1,64 @@
+"""Stored replies for retried writes: the same key and request get the first reply; a different request, 409."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select
+
+from patron.services.errors import IdempotencyConflict
+from patron.store.tables import events, idempotency_keys
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReply:
+    status_code: int
+    body: dict[str, Any]
+
+
+def recall_key(conn: Connection, program_id: int, key: str, operation: str, fingerprint: str) -> StoredReply | None:
+    row = conn.execute(
+        select(
+            idempotency_keys.c.operation,
+            idempotency_keys.c.request_hash,
+            idempotency_keys.c.status_code,
+            idempotency_keys.c.response,
+        ).where(idempotency_keys.c.program_id == program_id, idempotency_keys.c.key == key)
+    ).first()
+    if row is None:
+        return None
+    if row.operation != operation or row.request_hash != fingerprint:
+        raise IdempotencyConflict(
+            f"Idempotency-Key {key!r} was first used for a different request", field="Idempotency-Key"
+        )
+    return StoredReply(row.status_code, row.response)
+
+
+def remember_key(
+    conn: Connection, program_id: int, key: str, operation: str, fingerprint: str, reply: StoredReply, now: datetime
+) -> None:
+    conn.execute(
+        insert(idempotency_keys),
+        {
+            "program_id": program_id,
+            "key": key,
+            "operation": operation,
+            "request_hash": fingerprint,
+            "status_code": reply.status_code,
+            "response": reply.body,
+            "created_at": now,
+        },
+    )
+
+
+def recall_event(conn: Connection, program_id: int, event_id: str, fingerprint: str) -> dict[str, Any] | None:
+    row = conn.execute(
+        select(events.c.request_hash, events.c.response).where(
+            events.c.program_id == program_id, events.c.event_id == event_id
+        )
+    ).first()
+    if row is None:
+        return None
+    if row.request_hash != fingerprint:
+        raise IdempotencyConflict(f"event {event_id!r} was already received with a different body", field="event_id")
+    return dict(row.response)

@@ -1,0 +1,100 @@
+"""What services answer with: plain, JSON-ready models shared by the API, the CLI and stored replies."""
+
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class Balance(BaseModel):
+    available: int
+    pending: int
+    owed: int  # points clawed back after they were spent; new points settle them first
+
+
+class LotView(BaseModel):
+    points: int
+    remaining: int
+    status: str
+    earned_at: datetime
+    available_at: datetime
+    expires_at: datetime | None
+    order_id: str | None
+
+
+class MemberView(BaseModel):
+    member_id: str
+    email: str | None
+    phone: str | None
+    birthday: date | None
+    locale: str | None
+    attributes: dict[str, Any]
+    member_since: datetime
+    balance: Balance
+    expiring_soon: list[LotView]
+
+
+class MemberPage(BaseModel):
+    members: list[MemberView]
+    next_cursor: str | None
+
+
+class RuleResult(BaseModel):
+    rule_id: str
+    fired: bool
+    points: int
+    reason: str
+
+
+class EventReceipt(BaseModel):
+    event_id: str
+    member_id: str
+    type: str
+    program_version: int
+    points: int
+    pending_points: int
+    transaction_id: int | None
+    rules: list[RuleResult]
+    notes: list[str]
+    balance: Balance
+    dry_run: bool = False
+
+
+class PostingView(BaseModel):
+    account: str
+    amount: int
+
+
+class HistoryEntry(BaseModel):
+    transaction_id: int
+    kind: str
+    memo: str
+    reference: str | None
+    occurred_at: datetime
+    posted_at: datetime
+    postings: list[PostingView]
+
+
+class HistoryPage(BaseModel):
+    entries: list[HistoryEntry]
+    next_cursor: str | None
+
+
+class RedemptionView(BaseModel):
+    redemption_id: int
+    member_id: str
+    reward_id: str
+    reward_kind: str
+    cost: int
+    coupon_code: str | None
+    transaction_id: int
+    created_at: datetime
+    balance: Balance
+
+
+class AdjustmentView(BaseModel):
+    member_id: str
+    points: int
+    reason: str
+    transaction_id: int
+    balance: Balance
