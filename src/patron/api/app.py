@@ -1,0 +1,83 @@
+"""The HTTP API: `uvicorn --factory patron.api.app:create_app`.
+
+Nothing connects at import time: the database is opened (and migrated) when the app starts, once per worker.
+"""
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from patron import __version__
+from patron.api import problems
+from patron.api.routes import adjustments, events, health, members, program, redemptions, rewards
+from patron.api.runtime import Runtime
+from patron.services.clock import utcnow
+from patron.services.programs import ProgramCache
+from patron.settings import Settings
+from patron.store.database import Database
+from patron.store.migrate import migrate
+
+
+def create_app(
+    settings: Settings | None = None,
+    database: Database | None = None,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+) -> FastAPI:
+    """A database passed in stays the caller's (it is not disposed at shutdown); `clock` lets tests set the time."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = database is None
+        if database is None:
+            config = settings or Settings()
+            db = Database(config.database_url, pool_size=config.pool_size)
+        else:
+            db = database
+        try:
+            await run_in_threadpool(migrate, db)
+            app.state.runtime = Runtime(db, ProgramCache(), clock)
+            yield
+        finally:
+            if owned:
+                db.dispose()
+
+    app = FastAPI(
+        title="Patron",
+        version=__version__,
+        summary="Self-hosted customer loyalty engine: a points ledger you can trust.",
+        description="Every route except /health needs `Authorization: Bearer <API key>`. A key belongs to one "
+        "program and sees nothing else. Errors are RFC 9457 problem details (application/problem+json).",
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    for module in (health, members, events, rewards, redemptions, adjustments, program):
+        app.include_router(module.router)
+    _document_problems(app)
+    return app
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Error replies in the OpenAPI document as they are: problem+json, not FastAPI's default 422 shape."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        problem = {"schema": {"$ref": "#/components/schemas/Problem"}}
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                for code, response in operation.get("responses", {}).items():
+                    if code[0] in "45" and "content" in response:
+                        response["content"] = {problems.PROBLEM_JSON: problem}
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(unused, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,32 @@
+"""What every request handler shares: the database, the compiled-program cache and the clock."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from patron.services.programs import ProgramCache
+from patron.store.database import Database
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    database: Database
+    cache: ProgramCache
+    clock: Callable[[], datetime]
+
+    def now(self) -> datetime:
+        return self.clock()
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime = getattr(request.app.state, "runtime", None)
+    if not isinstance(runtime, Runtime):
+        # Only reachable if the app is served without its lifespan (which opens the database).
+        raise RuntimeError("the application has not started: run it with its lifespan")
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(_runtime)]
