@@ -1,0 +1,11 @@
+"""Running the HTTP API, for `patron serve` and `patron demo`."""
+
+from patron.cli.common import say
+
+
+def run_server(host: str, port: int, workers: int) -> None:
+    import uvicorn  # here, not at the top: only the commands that serve pay for importing the server
+
+    say(f"Serving the Patron API on http://{host}:{port} (docs: http://{host}:{port}/docs)")
+    # The factory reads its settings (PATRON_DATABASE_URL) from the environment: workers are separate processes.
+    uvicorn.run("patron.api.app:create_app", factory=True, host=host, port=port, workers=workers)
