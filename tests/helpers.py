@@ -1,0 +1,123 @@
+"""Building blocks for tests: a program with members, and a check of the ledger's invariants."""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from patron.domain.members import MemberProfile
+from patron.domain.program import ProgramDocument
+from patron.services import members, programs
+from patron.store import tables
+from patron.store.database import Database
+from patron.store.tables import balances, journal, lots, metadata, postings
+
+DEMO_PROGRAM = Path(__file__).parents[1] / "src" / "patron" / "demo" / "program.yaml"
+LONG_AGO = datetime(1990, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class Setup:
+    db: Database
+    program_id: int
+    cache: programs.ProgramCache
+
+
+def program_document(**overrides: Any) -> ProgramDocument:
+    """The demo program, with top-level fields replaced."""
+    base = programs.read_document(DEMO_PROGRAM).model_dump(mode="json")
+    base.update(overrides)
+    return ProgramDocument.model_validate(base)
+
+
+def set_up(
+    db: Database,
+    document: ProgramDocument | None = None,
+    *,
+    member_ids: tuple[str, ...] = ("m1",),
+    now: datetime,
+    slug: str = "test",
+) -> Setup:
+    program_id = programs.create_program(db, slug, now=now)
+    programs.publish(db, program_id, document or program_document(), actor="test", now=now, effective_from=LONG_AGO)
+    for member_id in member_ids:
+        members.upsert(db, program_id, member_id, MemberProfile(), now=now)
+    return Setup(db, program_id, programs.ProgramCache())
+
+
+def check_invariants(db: Database) -> None:
+    """Invariants 1, 3, 4 and 5 of LEDGER.md, read straight from the tables."""
+    with db.read() as conn:
+        unbalanced = conn.execute(
+            sa.select(postings.c.transaction_id)
+            .group_by(postings.c.transaction_id)
+            .having(sa.func.sum(postings.c.amount) != 0)
+        ).all()
+        assert unbalanced == [], f"unbalanced transactions: {unbalanced}"
+        empty = conn.execute(
+            sa.select(journal.c.id).where(~journal.c.id.in_(sa.select(postings.c.transaction_id)))
+        ).all()
+        assert empty == [], f"journal transactions without postings: {empty}"
+        for row in conn.execute(sa.select(balances)).all():
+            sums = dict(
+                conn.execute(
+                    sa.select(postings.c.account, sa.func.sum(postings.c.amount))
+                    .where(postings.c.member_id == row.member_id)
+                    .group_by(postings.c.account)
+                ).all()
+            )
+            assert row.available == int(sums.get("available", 0)), f"member {row.member_id} available"
+            assert row.pending == int(sums.get("pending", 0)), f"member {row.member_id} pending"
+            assert row.debt == int(sums.get("debt", 0)), f"member {row.member_id} debt"
+            assert row.available >= 0
+            assert row.pending >= 0
+            assert row.debt <= 0
+            open_lots = dict(
+                conn.execute(
+                    sa.select(lots.c.status, sa.func.sum(lots.c.remaining))
+                    .where(lots.c.member_id == row.member_id, lots.c.remaining > 0)
+                    .group_by(lots.c.status)
+                ).all()
+            )
+            assert int(open_lots.get("available", 0)) == row.available, f"member {row.member_id} lots vs available"
+            assert int(open_lots.get("pending", 0)) == row.pending, f"member {row.member_id} lots vs pending"
+            assert "expired" not in open_lots
+        bad_lots = conn.execute(
+            sa.select(lots.c.id).where((lots.c.remaining < 0) | (lots.c.remaining > lots.c.points))
+        ).all()
+        assert bad_lots == []
+
+
+def ledger_dump(db: Database) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, ordered by primary key: two dumps are equal only if nothing was written."""
+    with db.read() as conn:
+        return {
+            table.name: [tuple(row) for row in conn.execute(sa.select(table).order_by(*table.primary_key.columns))]
+            for table in metadata.sorted_tables
+        }
+
+
+def program_accounts(db: Database, program_id: int) -> dict[str, int]:
+    """The balances of the program's own accounts (issued, redeemed, expired, ...), summed from their postings."""
+    with db.read() as conn:
+        rows = conn.execute(
+            sa.select(postings.c.account, sa.func.sum(postings.c.amount))
+            .where(postings.c.program_id == program_id, postings.c.member_id.is_(None))
+            .group_by(postings.c.account)
+        ).all()
+    return {account: int(total) for account, total in rows if int(total) != 0}
+
+
+def member_lots(db: Database, program_id: int, external_id: str) -> list[Any]:
+    """The member's lots in the order they were earned (by id), every column."""
+    with db.read() as conn:
+        return list(
+            conn.execute(
+                sa.select(lots)
+                .join(tables.members, tables.members.c.id == lots.c.member_id)
+                .where(tables.members.c.program_id == program_id, tables.members.c.external_id == external_id)
+                .order_by(lots.c.id)
+            ).all()
+        )
