@@ -3,6 +3,7 @@
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     Date,
@@ -14,6 +15,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 from patron.store.types import Id, MoneyColumn, UtcDateTime
@@ -73,6 +75,9 @@ members = Table(
     Column("birthday", Date),
     Column("locale", String(35)),
     Column("attributes", JSON, nullable=False),
+    # Marketing mail is opt-in (GDPR, the Polish and Chinese rules on commercial e-mail): false until given.
+    Column("marketing_consent", Boolean, nullable=False, server_default=false()),
+    Column("consent_changed_at", UtcDateTime),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     UniqueConstraint("program_id", "external_id"),
@@ -229,4 +234,29 @@ audit_log = Table(
     Column("reason", Text, nullable=False),
     Column("detail", JSON, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+)
+
+# Email waiting to be sent, written in the transaction of the change that causes it (see patron.mail).
+# The dedupe key makes a scheduled message (a birthday, a reminder for one period) queued at most once.
+mail_outbox = Table(
+    "mail_outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("program_id", ForeignKey("programs.id"), nullable=False),
+    Column("member_id", ForeignKey("members.id"), nullable=False),
+    Column("template", String(32), nullable=False),
+    Column("category", String(16), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("locale", String(35), nullable=False),
+    Column("context", JSON, nullable=False),
+    Column("dedupe_key", String(160)),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("last_error", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("sent_at", UtcDateTime),
+    UniqueConstraint("program_id", "dedupe_key"),
+    Index(None, "status", "next_attempt_at"),
+    Index(None, "member_id"),
 )
