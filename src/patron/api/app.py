@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from patron import __version__
 from patron.api import problems
-from patron.api.routes import adjustments, events, health, members, program, redemptions, rewards
+from patron.api.routes import adjustments, coupons, events, health, members, program, redemptions, rewards
 from patron.api.runtime import Runtime
 from patron.services.clock import utcnow
 from patron.services.programs import ProgramCache
@@ -55,7 +55,7 @@ def create_app(
         lifespan=lifespan,
     )
     problems.install(app)
-    for module in (health, members, events, rewards, redemptions, adjustments, program):
+    for module in (health, members, events, rewards, redemptions, adjustments, program, coupons):
         app.include_router(module.router)
     _document_problems(app)
     return app

@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from patron.cli import demo, jobs, keys, members, program, transfer
+from patron.cli import coupons, demo, jobs, keys, members, program, transfer
 from patron.cli.common import PatronGroup, ProgramOption, database, say
 from patron.cli.server import run_server
 from patron.services import programs
@@ -50,5 +50,6 @@ app.add_typer(program.app, name="program")
 app.add_typer(keys.app, name="keys")
 app.add_typer(transfer.app, name="import")
 app.add_typer(members.app, name="member")
+app.add_typer(coupons.app, name="coupons")
 app.command("activate")(jobs.activate)
 app.command("expire")(jobs.expire)

@@ -260,3 +260,51 @@ mail_outbox = Table(
     Index(None, "status", "next_attempt_at"),
     Index(None, "member_id"),
 )
+
+# Coupon batches: the offer every code of the batch gives (domain.coupons.Offer), and how its codes were made.
+coupon_batches = Table(
+    "coupon_batches",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("program_id", ForeignKey("programs.id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("offer", JSON, nullable=False),
+    Column("pattern", String(64), nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("program_id", "name"),
+)
+
+# One row per code. `uses` is raised only by a conditional UPDATE that refuses to pass the offer's uses per
+# code, so a single-use code is used once however many checkouts race for it.
+coupons = Table(
+    "coupons",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("program_id", ForeignKey("programs.id"), nullable=False),
+    Column("batch_id", ForeignKey("coupon_batches.id"), nullable=False),
+    Column("code", String(64), nullable=False),
+    Column("member_id", ForeignKey("members.id")),  # set when the code was given to one member only
+    Column("uses", Integer, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    CheckConstraint("uses >= 0", name="uses_not_negative"),
+    UniqueConstraint("program_id", "code"),
+    Index(None, "batch_id"),
+    Index(None, "member_id"),
+)
+
+coupon_redemptions = Table(
+    "coupon_redemptions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("program_id", ForeignKey("programs.id"), nullable=False),
+    Column("coupon_id", ForeignKey("coupons.id"), nullable=False),
+    Column("batch_id", ForeignKey("coupon_batches.id"), nullable=False),
+    Column("member_id", ForeignKey("members.id")),
+    Column("order_id", String(128)),
+    Column("cart_total", MoneyColumn, nullable=False),
+    Column("discount", MoneyColumn, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index(None, "coupon_id"),
+    Index(None, "member_id", "batch_id"),
+)

@@ -1,0 +1,414 @@
+"""Coupon batches, and checking and redeeming their codes at a checkout.
+
+A code is used at most `uses_per_code` times whatever the race: the use is counted by a conditional UPDATE that
+refuses to pass the limit, in the same transaction as the redemption row.
+"""
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from patron.domain.amounts import Money
+from patron.domain.carts import Cart
+from patron.domain.coupons import (
+    CODE_ALPHABET,
+    RANDOM_MARK,
+    BadPattern,
+    Offer,
+    Usage,
+    Verdict,
+    check_pattern,
+    fill_pattern,
+    judge,
+    normalize_code,
+)
+from patron.services import members as member_service
+from patron.services.errors import Conflict, Invalid, NotFound, ServiceError
+from patron.services.hashing import request_fingerprint
+from patron.services.idempotency import StoredReply, recall_key, remember_key
+from patron.store.database import Database
+from patron.store.members import MemberRow
+from patron.store.sets import text_in
+from patron.store.tables import coupon_batches, coupon_redemptions, coupons, members
+
+DEFAULT_PATTERN = "####-####-####"
+MAX_BATCH = 100_000
+_INSERT_CHUNK = 1_000
+
+
+class BatchView(BaseModel):
+    name: str
+    offer: Offer
+    description: str
+    pattern: str
+    codes_issued: int
+    codes_used: int
+    created_by: str
+    created_at: datetime
+
+
+class CodeView(BaseModel):
+    code: str
+    uses: int
+    member_id: str | None
+
+
+class BatchDetail(BatchView):
+    codes: list[CodeView]
+
+
+class CouponCheck(BaseModel):
+    """Whether a code applies to a cart, and what it takes off."""
+
+    code: str
+    batch: str
+    offer: Offer
+    description: str
+    applies: bool
+    reason: str
+    discount: Money
+    total_after_discount: Money
+    spend_more: Annotated[Money | None, Field(description="what the cart lacks to reach the minimum spend")] = None
+
+
+class CouponRedemptionView(BaseModel):
+    redemption_id: int
+    code: str
+    batch: str
+    member_id: str | None
+    order_id: str | None
+    discount: Money
+    total_after_discount: Money
+    uses: int
+    uses_per_code: int
+    created_at: datetime
+
+
+def create_batch(
+    db: Database,
+    program_id: int,
+    name: str,
+    offer: Offer,
+    *,
+    count: int,
+    pattern: str = DEFAULT_PATTERN,
+    actor: str,
+    now: datetime,
+) -> BatchDetail:
+    """Makes `count` unique codes from `pattern` ('#' marks a random character), all giving `offer`."""
+    if not 1 <= count <= MAX_BATCH:
+        raise Invalid(f"a batch has from 1 to {MAX_BATCH:,} codes", field="count")
+    pattern = normalize_code(pattern)
+    try:
+        check_pattern(pattern, count)
+    except BadPattern as exc:
+        raise Invalid(str(exc), field="pattern") from exc
+
+    def work(conn: Connection) -> BatchDetail:
+        if conn.execute(
+            select(coupon_batches.c.id).where(coupon_batches.c.program_id == program_id, coupon_batches.c.name == name)
+        ).first():
+            raise Conflict(f"a coupon batch named {name!r} exists", field="name")
+        batch_id = conn.execute(
+            insert(coupon_batches).returning(coupon_batches.c.id),
+            {
+                "program_id": program_id,
+                "name": name,
+                "offer": offer.model_dump(mode="json"),
+                "pattern": pattern,
+                "created_by": actor,
+                "created_at": now,
+            },
+        ).scalar_one()
+        _insert_codes(conn, program_id, batch_id, _fresh_codes(conn, program_id, pattern, count), None, now)
+        return batch_detail(conn, program_id, name)
+
+    return db.run(work)
+
+
+def issue_code(conn: Connection, program_id: int, batch_name: str, member_id: int, *, now: datetime) -> str:
+    """One new code of the batch that only this member can use (a referral reward, a prize). Runs in the
+    caller's transaction."""
+    row = conn.execute(
+        select(coupon_batches.c.id, coupon_batches.c.pattern).where(
+            coupon_batches.c.program_id == program_id, coupon_batches.c.name == batch_name
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"no coupon batch {batch_name!r}", field="coupon_batch")
+    (code,) = _fresh_codes(conn, program_id, row.pattern, 1)
+    _insert_codes(conn, program_id, row.id, [code], member_id, now)
+    return code
+
+
+def _fresh_codes(conn: Connection, program_id: int, pattern: str, count: int) -> list[str]:
+    wanted: set[str] = set()
+    slots = pattern.count(RANDOM_MARK)
+    while len(wanted) < count:
+        missing = count - len(wanted)
+        wanted |= {
+            fill_pattern(pattern, "".join(secrets.choice(CODE_ALPHABET) for _ in range(slots))) for _ in range(missing)
+        }
+        ordered = sorted(wanted)
+        for start in range(0, len(ordered), _INSERT_CHUNK):
+            chunk = ordered[start : start + _INSERT_CHUNK]
+            taken = conn.execute(
+                select(coupons.c.code).where(coupons.c.program_id == program_id, text_in(conn, coupons.c.code, chunk))
+            ).scalars()
+            wanted -= set(taken)
+    return sorted(wanted)
+
+
+def _insert_codes(
+    conn: Connection, program_id: int, batch_id: int, codes: Sequence[str], member_id: int | None, now: datetime
+) -> None:
+    for start in range(0, len(codes), _INSERT_CHUNK):
+        conn.execute(
+            insert(coupons),
+            [
+                {
+                    "program_id": program_id,
+                    "batch_id": batch_id,
+                    "code": code,
+                    "member_id": member_id,
+                    "uses": 0,
+                    "created_at": now,
+                }
+                for code in codes[start : start + _INSERT_CHUNK]
+            ],
+        )
+
+
+def batches(conn: Connection, program_id: int) -> list[BatchView]:
+    rows = conn.execute(
+        select(coupon_batches).where(coupon_batches.c.program_id == program_id).order_by(coupon_batches.c.id)
+    ).all()
+    return [_batch_view(conn, row) for row in rows]
+
+
+def batch_detail(conn: Connection, program_id: int, name: str, *, with_codes: bool = True) -> BatchDetail:
+    row = conn.execute(
+        select(coupon_batches).where(coupon_batches.c.program_id == program_id, coupon_batches.c.name == name)
+    ).first()
+    if row is None:
+        raise NotFound(f"no coupon batch {name!r}", field="name")
+    codes = []
+    if with_codes:
+        codes = [
+            CodeView(code=r.code, uses=r.uses, member_id=r.external_id)
+            for r in conn.execute(
+                select(coupons.c.code, coupons.c.uses, members.c.external_id)
+                .select_from(coupons.outerjoin(members, members.c.id == coupons.c.member_id))
+                .where(coupons.c.batch_id == row.id)
+                .order_by(coupons.c.id)
+            )
+        ]
+    return BatchDetail(**_batch_view(conn, row).model_dump(), codes=codes)
+
+
+def _batch_view(conn: Connection, row: Row[Any]) -> BatchView:
+    issued, used = _code_counts(conn, row.id)
+    offer = Offer.model_validate(row.offer)
+    return BatchView(
+        name=row.name,
+        offer=offer,
+        description=offer.describe(),
+        pattern=row.pattern,
+        codes_issued=issued,
+        codes_used=used,
+        created_by=row.created_by,
+        created_at=row.created_at,
+    )
+
+
+def _code_counts(conn: Connection, batch_id: int) -> tuple[int, int]:
+    issued = conn.execute(select(func.count()).where(coupons.c.batch_id == batch_id)).scalar_one()
+    used = conn.execute(select(func.count()).where(coupons.c.batch_id == batch_id, coupons.c.uses > 0)).scalar_one()
+    return int(issued), int(used)
+
+
+def validate(
+    db: Database, program_id: int, code: str, cart: Cart, *, member_external_id: str | None, now: datetime
+) -> CouponCheck:
+    """Whether the code would apply to the cart now. Writes nothing."""
+    with db.read() as conn:
+        member = None if member_external_id is None else member_service.require(conn, program_id, member_external_id)
+        return _check(conn, program_id, code, cart, member, now=now)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class _CouponRow:
+    id: int
+    batch_id: int
+
+
+def _check(
+    conn: Connection, program_id: int, code: str, cart: Cart, member: MemberRow | None, *, now: datetime
+) -> tuple[CouponCheck, _CouponRow, Offer, str]:
+    wanted = normalize_code(code)
+    row = conn.execute(
+        select(
+            coupons.c.id,
+            coupons.c.code,
+            coupons.c.uses,
+            coupons.c.member_id,
+            coupons.c.batch_id,
+            coupon_batches.c.name.label("batch"),
+            coupon_batches.c.offer,
+        )
+        .join(coupon_batches, coupon_batches.c.id == coupons.c.batch_id)
+        .where(coupons.c.program_id == program_id, coupons.c.code == wanted)
+    ).first()
+    if row is None:
+        raise NotFound(f"no coupon {wanted!r} in this program", field="code")
+    offer = Offer.model_validate(row.offer)
+    if row.member_id is not None and (member is None or member.id != row.member_id):
+        verdict = Verdict(False, Decimal(0), "this code was given to another member", "member_id")
+    else:
+        member_uses = 0
+        if member is not None:
+            member_uses = conn.execute(
+                select(func.count()).where(
+                    coupon_redemptions.c.member_id == member.id, coupon_redemptions.c.batch_id == row.batch_id
+                )
+            ).scalar_one()
+        verdict = judge(offer, cart, now=now, usage=Usage(row.uses, member_uses), member_known=member is not None)
+    check = CouponCheck(
+        code=row.code,
+        batch=row.batch,
+        offer=offer,
+        description=offer.describe(),
+        applies=verdict.applies,
+        reason=verdict.reason,
+        discount=verdict.discount,
+        total_after_discount=_after(cart, verdict.discount),
+        spend_more=verdict.spend_more,
+    )
+    return check, _CouponRow(row.id, row.batch_id), offer, verdict.field
+
+
+def _after(cart: Cart, discount: Decimal) -> Decimal:
+    """What remains to pay for goods and shipping; a free-shipping discount comes off the shipping."""
+    return cart.total + cart.shipping - discount
+
+
+class CouponRefused(Conflict):
+    title = "Coupon cannot be applied"
+
+
+def redeem(
+    db: Database,
+    program_id: int,
+    code: str,
+    cart: Cart,
+    *,
+    member_external_id: str | None,
+    order_id: str | None,
+    now: datetime,
+    idempotency_key: str | None = None,
+) -> tuple[CouponRedemptionView, bool]:
+    """Uses the code on the cart. Returns the redemption and whether it replays an earlier request's reply."""
+    fingerprint = request_fingerprint(
+        {
+            "code": normalize_code(code),
+            "cart": cart.model_dump(mode="json"),
+            "member_id": member_external_id,
+            "order_id": order_id,
+        }
+    )
+
+    def work(conn: Connection) -> tuple[CouponRedemptionView, bool]:
+        if idempotency_key is not None:
+            stored = recall_key(conn, program_id, idempotency_key, "coupon.redeem", fingerprint)
+            if stored is not None:
+                return CouponRedemptionView.model_validate(stored.body), True
+        # The member's lock serialises their uses, so a per-member limit holds under concurrent checkouts.
+        member = (
+            None
+            if member_external_id is None
+            else member_service.require(conn, program_id, member_external_id, lock=True)
+        )
+        check, row, offer, field = _check(conn, program_id, code, cart, member, now=now)
+        if not check.applies:
+            raise CouponRefused(f"coupon {check.code} cannot be applied: {check.reason}", field=field)
+        counted = conn.execute(
+            update(coupons)
+            .where(coupons.c.id == row.id, coupons.c.uses < offer.uses_per_code)
+            .values(uses=coupons.c.uses + 1)
+            .returning(coupons.c.uses)
+        ).scalar_one_or_none()
+        if counted is None:
+            raise CouponRefused(f"coupon {check.code} cannot be applied: already used", field="code")
+        redemption_id = conn.execute(
+            insert(coupon_redemptions).returning(coupon_redemptions.c.id),
+            {
+                "program_id": program_id,
+                "coupon_id": row.id,
+                "batch_id": row.batch_id,
+                "member_id": None if member is None else member.id,
+                "order_id": order_id,
+                "cart_total": cart.total,
+                "discount": check.discount,
+                "created_at": now,
+            },
+        ).scalar_one()
+        result = CouponRedemptionView(
+            redemption_id=redemption_id,
+            code=check.code,
+            batch=check.batch,
+            member_id=member_external_id,
+            order_id=order_id,
+            discount=check.discount,
+            total_after_discount=check.total_after_discount,
+            uses=counted,
+            uses_per_code=offer.uses_per_code,
+            created_at=now,
+        )
+        if idempotency_key is not None:
+            reply = StoredReply(201, result.model_dump(mode="json"))
+            remember_key(conn, program_id, idempotency_key, "coupon.redeem", fingerprint, reply, now)
+        return result, False
+
+    try:
+        return db.run(work)
+    except (IntegrityError, ServiceError):
+        # A concurrent request with the same Idempotency-Key may have won: it used the code (so ours was
+        # refused) or stored the key first (so ours collided). Either way its reply is the answer.
+        if idempotency_key is None:
+            raise
+        with db.read() as conn:
+            stored = recall_key(conn, program_id, idempotency_key, "coupon.redeem", fingerprint)
+        if stored is None:
+            raise
+        return CouponRedemptionView.model_validate(stored.body), True
+
+
+def member_coupons(
+    conn: Connection, program_id: int, member: MemberRow, cart: Cart, *, now: datetime
+) -> list[CouponCheck]:
+    """The codes given to this member that still have uses left, each judged against the cart."""
+    rows = conn.execute(
+        select(coupons.c.code, coupons.c.uses, coupon_batches.c.offer)
+        .join(coupon_batches, coupon_batches.c.id == coupons.c.batch_id)
+        .where(coupons.c.program_id == program_id, coupons.c.member_id == member.id)
+        .order_by(coupons.c.id)
+    ).all()
+    return [
+        _check(conn, program_id, r.code, cart, member, now=now)[0]
+        for r in rows
+        if r.uses < Offer.model_validate(r.offer).uses_per_code
+    ]
+
+
+def check_code(
+    conn: Connection, program_id: int, code: str, cart: Cart, member: MemberRow | None, *, now: datetime
+) -> CouponCheck:
+    """As `validate`, inside the caller's transaction."""
+    return _check(conn, program_id, code, cart, member, now=now)[0]
