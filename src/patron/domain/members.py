@@ -16,3 +16,6 @@ class MemberProfile(BaseModel):
     birthday: date | None = None
     locale: Annotated[str, Field(max_length=35, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")] | None = None
     attributes: dict[Annotated[str, Field(max_length=64)], AttributeValue] = Field(default_factory=dict)
+    # Whether the member agreed to marketing email. None = not stated: a new member starts without consent
+    # and an update keeps what is stored, so a profile sync cannot undo an unsubscribe by leaving the field out.
+    marketing_consent: bool | None = None

@@ -306,10 +306,7 @@ def _write_members(
     if new:
         created = conn.execute(
             insert(members).returning(members.c.id, sort_by_parameter_order=True),
-            [
-                {"program_id": program_id, "external_id": m, **p.model_dump(), "created_at": now, "updated_at": now}
-                for m, p in new
-            ],
+            [{"program_id": program_id, "external_id": m, **member_rows.new_profile_columns(p, now)} for m, p in new],
         ).scalars()
         conn.execute(insert(balances), [{"member_id": i, "available": 0, "pending": 0, "debt": 0} for i in created])
     changed = sorted(stored[m][0] for m in final if m in stored)

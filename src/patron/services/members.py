@@ -65,6 +65,7 @@ def view(conn: Connection, program_id: int, external_id: str, *, now: datetime) 
         birthday=row.birthday,
         locale=row.locale,
         attributes=row.attributes,
+        marketing_consent=row.marketing_consent,
         member_since=row.created_at,
         balance=balance(conn, row.id),
         expiring_soon=[_lot_view(lot) for lot in soon],

@@ -29,6 +29,7 @@ class MemberView(BaseModel):
     birthday: date | None
     locale: str | None
     attributes: dict[str, Any]
+    marketing_consent: bool
     member_since: datetime
     balance: Balance
     expiring_soon: list[LotView]

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, case, insert, select, update
 
 from patron.domain.members import MemberProfile
 from patron.store.sets import id_in
@@ -22,6 +22,7 @@ class MemberRow:
     attributes: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    marketing_consent: bool
 
 
 _COLUMNS = (
@@ -34,6 +35,7 @@ _COLUMNS = (
     members.c.attributes,
     members.c.created_at,
     members.c.updated_at,
+    members.c.marketing_consent,
 )
 
 
@@ -44,17 +46,11 @@ def find(conn: Connection, program_id: int, external_id: str, *, lock: bool = Fa
     if lock:
         query = query.with_for_update()
     row = conn.execute(query).first()
-    return None if row is None else MemberRow(*row)
+    return None if row is None else MemberRow(**row._asdict())
 
 
 def create(conn: Connection, program_id: int, external_id: str, profile: MemberProfile, now: datetime) -> MemberRow:
-    values = {
-        "program_id": program_id,
-        "external_id": external_id,
-        **profile.model_dump(),
-        "created_at": now,
-        "updated_at": now,
-    }
+    values = {"program_id": program_id, "external_id": external_id, **new_profile_columns(profile, now)}
     member_id = conn.execute(insert(members).returning(members.c.id), values).scalar_one()
     conn.execute(insert(balances), {"member_id": member_id, "available": 0, "pending": 0, "debt": 0})
     return MemberRow(
@@ -67,11 +63,30 @@ def create(conn: Connection, program_id: int, external_id: str, profile: MemberP
         dict(profile.attributes),
         now,
         now,
+        bool(profile.marketing_consent),
     )
 
 
+def new_profile_columns(profile: MemberProfile, now: datetime) -> dict[str, Any]:
+    """The members row of a new member (program and external id aside): consent not stated is no consent."""
+    consent = profile.marketing_consent
+    return {
+        **profile.model_dump(exclude={"marketing_consent"}),
+        "marketing_consent": bool(consent),
+        "consent_changed_at": None if consent is None else now,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
 def update_profile(conn: Connection, member_id: int, profile: MemberProfile, now: datetime) -> None:
-    conn.execute(update(members).where(members.c.id == member_id).values(**profile.model_dump(), updated_at=now))
+    values: dict[str, Any] = {**profile.model_dump(exclude={"marketing_consent"}), "updated_at": now}
+    if profile.marketing_consent is not None:
+        values["marketing_consent"] = profile.marketing_consent
+        values["consent_changed_at"] = case(
+            (members.c.marketing_consent == profile.marketing_consent, members.c.consent_changed_at), else_=now
+        )
+    conn.execute(update(members).where(members.c.id == member_id).values(**values))
 
 
 def lock_many(conn: Connection, member_ids: list[int]) -> None:
