@@ -1,7 +1,11 @@
-"""Fresh, migrated databases for a benchmark run: a SQLite file and a PostgreSQL database of its own."""
+"""Fresh, migrated databases for a benchmark run: a SQLite file and a PostgreSQL database of its own, removed
+when the benchmark is done with them."""
 
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -15,20 +19,35 @@ POSTGRES_ADMIN_URL = os.environ.get(
 BACKENDS = ("sqlite", "postgres")
 
 
-def fresh_url(backend: str, name: str) -> str:
+@contextmanager
+def fresh_url(backend: str, name: str) -> Iterator[str]:
+    """A URL to an empty database. Named by process too, so a test run and a bench run never share one."""
     if backend == "sqlite":
         directory = Path(tempfile.mkdtemp(prefix=f"patron-bench-{name}-"))
-        return f"sqlite:///{directory / 'patron.db'}"
-    database = f"patron_bench_{name}"
+        try:
+            yield f"sqlite:///{directory / 'patron.db'}"
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+        return
+    database = f"patron_bench_{os.getpid()}_{name}"
     admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        conn.exec_driver_sql(f'CREATE DATABASE "{database}"')
-    admin.dispose()
-    return sa.make_url(POSTGRES_ADMIN_URL).set(database=database).render_as_string(hide_password=False)
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            conn.exec_driver_sql(f'CREATE DATABASE "{database}"')
+        yield sa.make_url(POSTGRES_ADMIN_URL).set(database=database).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        admin.dispose()
 
 
-def fresh_database(backend: str, name: str, *, pool_size: int = 20) -> Database:
-    db = Database(fresh_url(backend, name), pool_size=pool_size)
-    migrate(db)
-    return db
+@contextmanager
+def fresh_database(backend: str, name: str, *, pool_size: int = 20) -> Iterator[Database]:
+    with fresh_url(backend, name) as url:
+        db = Database(url, pool_size=pool_size)
+        try:
+            migrate(db)
+            yield db
+        finally:
+            db.dispose()

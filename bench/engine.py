@@ -8,9 +8,8 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-from tests.helpers import DEMO_PROGRAM
-
 from bench.report import Figure
+from bench.workload import DEMO_PROGRAM_FILE
 from patron.demo import cdnow
 from patron.domain.engine import CompiledProgram
 from patron.domain.events import Purchase
@@ -19,19 +18,19 @@ from patron.services.imports import parse_order
 from patron.services.programs import read_document
 
 
-def cdnow_purchases() -> list[Purchase]:
-    return [parse_order(cells) for _, cells in cdnow.order_rows(cdnow.read(cdnow.locate()))]
+def cdnow_purchases(*, sample: bool = False) -> list[Purchase]:
+    return [parse_order(cells) for _, cells in cdnow.order_rows(cdnow.read(cdnow.locate(sample=sample)))]
 
 
 def _replay(purchases: list[Purchase]) -> tuple[int, int, float]:
-    program = CompiledProgram.compile(read_document(DEMO_PROGRAM), 1)
+    program = CompiledProgram.compile(read_document(DEMO_PROGRAM_FILE), 1)
     start = time.perf_counter()
     totals = Replay(program).run(purchases)
     return totals.events, totals.points_earned, time.perf_counter() - start
 
 
-def run() -> list[Figure]:
-    purchases = cdnow_purchases()
+def run(*, sample: bool = False) -> list[Figure]:
+    purchases = cdnow_purchases(sample=sample)
     events, points, seconds = _replay(purchases)
     figures = [
         Figure(

@@ -1,5 +1,6 @@
 """Figures, targets and the printed table."""
 
+import os
 from dataclasses import dataclass
 
 from rich.console import Console
@@ -31,4 +32,7 @@ def print_table(figures: list[Figure]) -> None:
         target = "" if f.target is None else f"{'≤' if f.lower_is_better else '≥'} {f.target:,.4g} {f.unit}"
         met = {None: "", True: "yes", False: "NO"}[f.meets_target]
         table.add_row(f.name, f.backend, f"{f.value:,.4g} {f.unit}", target, met, f.note)
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=200)  # a file or a pipe keeps every row on one line
+    console.print(table)

@@ -1,0 +1,133 @@
+"""Ingest throughput: single events over the API against the raw-SQL baseline, and batches of events.
+
+The API runs in a process of its own (uvicorn, `workers` processes) on a fresh database holding the demo
+program and `members` members; every event is a purchase with a new event id and order, so each one earns and
+writes a full ledger transaction (event row, journal, postings, lot, order, balance, stored receipt).
+"""
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from bench import baseline, load
+from bench.databases import fresh_database
+from bench.report import Figure
+from bench.server import HOST, serving
+from bench.workload import Workload, prepare
+from patron.services import events
+from patron.services.programs import ProgramCache
+from patron.store.database import Database
+
+CLIENTS = 16
+BATCH = 1_000
+
+
+@dataclass(frozen=True)
+class IngestScale:
+    members: int
+    seconds: float  # measured time of each closed-loop run (after a 1 s warm-up)
+    service_batches: int  # batches of BATCH events through services.events.ingest_batch
+    http_batches_seconds: float
+    workers: int
+    clients: int = CLIENTS
+    batch: int = BATCH
+
+
+def run(backend: str, scale: IngestScale) -> list[Figure]:
+    figures: list[Figure] = []
+    with fresh_database(backend, "ingest") as db:
+        workload = prepare(db, members=scale.members)
+        url = db.url.render_as_string(hide_password=False)
+        baseline.create_tables(db)
+        raw = baseline.run(db, threads=scale.clients, seconds=scale.seconds)
+        figures.append(
+            Figure(
+                f"raw-SQL earn, {scale.clients} threads",
+                backend,
+                raw.rate,
+                "tx/s",
+                note=f"p50 {raw.percentile(0.5) * 1000:.1f} ms, p99 {raw.percentile(0.99) * 1000:.1f} ms",
+            )
+        )
+        with serving(url, workers=scale.workers) as port:
+            figures += _api_single(backend, workload, port, scale, raw)
+            figures += _api_batches(backend, workload, port, scale)
+        figures.append(_service_batches(backend, db, workload, scale))
+    return figures
+
+
+def _api_single(
+    backend: str, workload: Workload, port: int, scale: IngestScale, raw: baseline.BaselineResult
+) -> list[Figure]:
+    result = load.run(
+        HOST,
+        port,
+        "/v1/events",
+        workload.token,
+        lambda n: workload.purchase_json("api", n),
+        clients=scale.clients,
+        seconds=scale.seconds,
+    )
+    _require_success(result, {201})
+    p50, p99 = result.percentile(0.5) * 1000, result.percentile(0.99) * 1000
+    workers = f"{scale.workers} worker{'s' if scale.workers > 1 else ''}"
+    return [
+        Figure(
+            f"API ingest, {scale.clients} clients",
+            backend,
+            result.rate,
+            "events/s",
+            note=f"p50 {p50:.1f} ms, {workers}, load generator {result.client_cpu / result.seconds:.0%} of a core",
+        ),
+        Figure("API ingest p99 latency", backend, p99, "ms", target=50, lower_is_better=True),
+        Figure("API ingest ÷ raw-SQL earn", backend, 100 * result.rate / raw.rate, "%", target=50),
+    ]
+
+
+def _api_batches(backend: str, workload: Workload, port: int, scale: IngestScale) -> list[Figure]:
+    result = load.run(
+        HOST,
+        port,
+        "/v1/events/batch",
+        workload.token,
+        lambda n: workload.batch_json("api-batch", n, scale.batch),
+        clients=scale.workers,
+        seconds=scale.http_batches_seconds,
+    )
+    _require_success(result, {200})
+    return [
+        Figure(
+            f"API batch ingest ({scale.batch:,} a request)",
+            backend,
+            result.rate * scale.batch,
+            "events/s",
+            target=10_000 if backend == "postgres" else None,
+            note=f"{scale.workers} client(s), p50 {result.percentile(0.5) * 1000:.0f} ms a batch",
+        )
+    ]
+
+
+def _service_batches(backend: str, db: Database, workload: Workload, scale: IngestScale) -> Figure:
+    batches = [workload.purchases("service", i * scale.batch, scale.batch) for i in range(scale.service_batches)]
+    cache = ProgramCache()
+    now = datetime.now(UTC)
+    events.ingest_batch(db, cache, workload.program_id, workload.purchases("warm", 0, 10), now=now)
+    start = time.perf_counter()
+    for batch in batches:
+        outcomes = events.ingest_batch(db, cache, workload.program_id, batch, now=now)
+        assert all(not isinstance(o, Exception) for o in outcomes), "every benchmark event is accepted"
+    seconds = time.perf_counter() - start
+    return Figure(
+        f"batch ingest, services.events.ingest_batch ({scale.batch:,})",
+        backend,
+        scale.service_batches * scale.batch / seconds,
+        "events/s",
+        target=10_000 if backend == "postgres" else None,
+        note=f"{scale.service_batches} batches, in process, 1 thread",
+    )
+
+
+def _require_success(result: load.LoadResult, expected: set[int]) -> None:
+    unexpected = {status: count for status, count in result.statuses.items() if status not in expected}
+    if unexpected or not result.requests:
+        raise RuntimeError(f"the API answered {result.statuses} (expected only {sorted(expected)})")
