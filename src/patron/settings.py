@@ -1,5 +1,8 @@
 """Configuration from the environment (PATRON_*) or a .env file; nothing secret is ever logged."""
 
+from typing import Literal
+
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -11,3 +14,17 @@ class Settings(BaseSettings):
     port: int = 8000
     workers: int = 1
     pool_size: int = 20
+
+    # Email (patron.mail). No SMTP host: mail is queued but not sent.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_security: Literal["none", "starttls", "tls"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout_seconds: float = 10.0
+    mail_from: str = "Patron <loyalty@localhost>"
+    mail_max_attempts: int = 8
+    # Where members reach this server: unsubscribe links point here.
+    public_url: str = "http://127.0.0.1:8000"
+    # Signs unsubscribe links; changing it makes links already sent stop working.
+    secret_key: SecretStr | None = None
