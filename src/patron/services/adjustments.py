@@ -10,7 +10,7 @@ from patron.domain.ledger import Account, InsufficientPoints, Posting, plan_spen
 from patron.services import members as member_service
 from patron.services.errors import InsufficientPointsError, Invalid
 from patron.services.hashing import request_fingerprint
-from patron.services.idempotency import StoredReply, recall_key, remember_key
+from patron.services.idempotency import StoredReply, recall_key, remember_key, run_keyed
 from patron.services.programs import ProgramCache
 from patron.services.views import AdjustmentView
 from patron.store import ledger
@@ -37,12 +37,20 @@ def adjust(
         raise Invalid("say why: adjustments are audited", field="reason")
     fingerprint = request_fingerprint({"member_id": member_external_id, "points": points, "reason": reason})
 
+    def replay(conn: Connection) -> tuple[AdjustmentView, bool] | None:
+        if idempotency_key is None:
+            return None
+        stored = recall_key(conn, program_id, idempotency_key, "adjust", fingerprint)
+        return None if stored is None else (AdjustmentView.model_validate(stored.body), True)
+
     def work(conn: Connection) -> tuple[AdjustmentView, bool]:
-        if idempotency_key is not None:
-            stored = recall_key(conn, program_id, idempotency_key, "adjust", fingerprint)
-            if stored is not None:
-                return AdjustmentView.model_validate(stored.body), True
+        if (replayed := replay(conn)) is not None:
+            return replayed
         member = member_service.require(conn, program_id, member_external_id, lock=True)
+        # A concurrent request with this key held the member lock until it committed: look again now that the
+        # lock is ours, or the request would be carried out twice (or refused for the points the first one spent).
+        if (replayed := replay(conn)) is not None:
+            return replayed
         program = cache.in_force(conn, program_id, now)
         # Points owed from an earlier refund are settled before anything becomes available.
         settled = min(points, -ledger.balance_of(conn, member.id)[2]) if points > 0 else 0
@@ -106,4 +114,4 @@ def adjust(
             remember_key(conn, program_id, idempotency_key, "adjust", fingerprint, reply, now)
         return result, False
 
-    return db.run(work)
+    return run_keyed(db, work, replay)

@@ -1,13 +1,18 @@
 """Stored replies for retried writes: the same key and request get the first reply; a different request, 409."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from patron.services.errors import IdempotencyConflict
+from patron.store.database import Database
 from patron.store.tables import events, idempotency_keys
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +54,20 @@ def remember_key(
             "created_at": now,
         },
     )
+
+
+def run_keyed(db: Database, work: Callable[[Connection], T], replay: Callable[[Connection], T | None]) -> T:
+    """Runs `work`, which remembers its idempotency key. Two requests with one key for different members do not
+    share a member lock, so both may get as far as inserting the key: the loser answers as the winner did (or 409
+    if its request differs), instead of failing on the key's unique constraint."""
+    try:
+        return db.run(work)
+    except IntegrityError:
+        with db.read() as conn:
+            replayed = replay(conn)
+        if replayed is None:
+            raise
+        return replayed
 
 
 def recall_event(conn: Connection, program_id: int, event_id: str, fingerprint: str) -> dict[str, Any] | None:

@@ -10,7 +10,7 @@ from patron.domain.program import RewardKind
 from patron.services import members as member_service
 from patron.services.errors import Conflict, InsufficientPointsError, NotFound, OutOfStock
 from patron.services.hashing import request_fingerprint
-from patron.services.idempotency import StoredReply, recall_key, remember_key
+from patron.services.idempotency import StoredReply, recall_key, remember_key, run_keyed
 from patron.services.programs import ProgramCache
 from patron.services.views import RedemptionView
 from patron.store import ledger
@@ -39,12 +39,20 @@ def redeem(
     """Returns the redemption and whether it is a replay of an earlier request with the same key."""
     fingerprint = request_fingerprint({"member_id": member_external_id, "reward_id": reward_id})
 
+    def replay(conn: Connection) -> tuple[RedemptionView, bool] | None:
+        if idempotency_key is None:
+            return None
+        stored = recall_key(conn, program_id, idempotency_key, "redeem", fingerprint)
+        return None if stored is None else (RedemptionView.model_validate(stored.body), True)
+
     def work(conn: Connection) -> tuple[RedemptionView, bool]:
-        if idempotency_key is not None:
-            stored = recall_key(conn, program_id, idempotency_key, "redeem", fingerprint)
-            if stored is not None:
-                return RedemptionView.model_validate(stored.body), True
+        if (replayed := replay(conn)) is not None:
+            return replayed
         member = member_service.require(conn, program_id, member_external_id, lock=True)
+        # A concurrent request with this key held the member lock until it committed: look again now that the
+        # lock is ours, or the request would be carried out twice (or refused for the points the first one spent).
+        if (replayed := replay(conn)) is not None:
+            return replayed
         program = cache.in_force(conn, program_id, now)
         reward = program.document.reward(reward_id)
         if reward is None:
@@ -118,4 +126,4 @@ def redeem(
             remember_key(conn, program_id, idempotency_key, "redeem", fingerprint, reply, now)
         return result, False
 
-    return db.run(work)
+    return run_keyed(db, work, replay)
