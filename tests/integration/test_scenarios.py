@@ -269,6 +269,37 @@ def test_the_same_event_delivered_twenty_times_at_once_posts_once(pg_db):
     assert_conserved(pg_db, s)
 
 
+def test_overlapping_batches_delivered_at_once_post_each_event_once(pg_db):
+    people = tuple(f"m{i}" for i in range(6))
+    s = set_up(pg_db, document(), member_ids=people, now=T0)
+    batch: list[Any] = [Signup(event_id=f"s{i}", member_id=m, occurred_at=T0) for i, m in enumerate(people)]
+    batch += [purchase(event_id=f"p{i}", member_id=m, order_id=f"o{i}") for i, m in enumerate(people)]
+    # The same events in two orders: the batches must still lock their members in one order, or deadlock.
+    orders_of_delivery = [batch, batch[::-1]]
+
+    outcomes = race(
+        8,
+        lambda i: events.ingest_batch_reporting_replays(
+            pg_db, s.cache, s.program_id, orders_of_delivery[i % 2], now=T0
+        ),
+    )
+
+    deliveries, _ = split(outcomes)
+    by_event: dict[str, list[tuple[EventReceipt, bool]]] = {}
+    for delivered in deliveries:
+        for result in delivered:
+            assert not isinstance(result, Exception), result
+            by_event.setdefault(result[0].event_id, []).append(result)
+    assert len(by_event) == len(batch)
+    for event_id, results in by_event.items():
+        assert sorted(replay for _, replay in results) == [False] + [True] * 7, event_id
+        assert len({receipt.model_dump_json() for receipt, _ in results}) == 1, event_id
+    assert (transactions(pg_db, "signup"), transactions(pg_db, "purchase")) == (6, 6)
+    for member_id in people:
+        assert balance_of(pg_db, s, member_id) == Balance(available=100, pending=200, owed=0)
+    assert_conserved(pg_db, s)
+
+
 def test_a_redelivered_event_replays_the_first_receipt_and_writes_nothing(db):
     s = set_up(db, document(), now=T0)
     first = ingest(s, purchase())
