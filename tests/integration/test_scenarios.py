@@ -1,7 +1,8 @@
 """LEDGER.md scenarios 2-7, one clearly named test (or a few) each.
 
-The races run on PostgreSQL with real threads, each thread on its own pooled connection, released together by a
-barrier so that the transactions really overlap. The scenarios that need no race also run on SQLite.
+Every scenario runs on PostgreSQL and on SQLite. The races use real threads, each on its own pooled connection,
+released together by a barrier so that the transactions really overlap: on PostgreSQL they contend for row locks
+and unique keys, on SQLite for the database write lock (BEGIN IMMEDIATE).
 Scenario 1 is tests/integration/test_ledger_properties.py; 3 is also tested through HTTP in tests/api/test_events.py.
 """
 
@@ -151,127 +152,127 @@ def ingest(s: Setup, event: Any, *, now=T0) -> EventReceipt:
 # Scenario 2: the redemption race.
 
 
-def test_fifty_concurrent_redemptions_overdraw_nothing(pg_db):
-    s = set_up(pg_db, document(), now=T0)
+def test_fifty_concurrent_redemptions_overdraw_nothing(db):
+    s = set_up(db, document(), now=T0)
     # Three lots, the first to expire first: the winners must take from them in that order.
     for days_ago, points in ((20, 170), (10, 330), (5, 500)):
         fund(s, "m1", points, at=T0 - days_ago * DAY)
     budget = 1000
 
-    outcomes = race(50, lambda _: redemptions.redeem(pg_db, s.cache, s.program_id, "m1", "coupon", now=T0))
+    outcomes = race(50, lambda _: redemptions.redeem(db, s.cache, s.program_id, "m1", "coupon", now=T0))
 
     won, refused = split(outcomes, InsufficientPointsError)
     assert len(won) == budget // COUPON_COST == 14
     assert len(refused) == 50 - 14
-    assert balance_of(pg_db, s, "m1").available == budget - 14 * COUPON_COST == 20
-    assert [lot.remaining for lot in member_lots(pg_db, s.program_id, "m1")] == [0, 0, 20]
-    assert transactions(pg_db, "redeem") == 14
-    assert program_accounts(pg_db, s.program_id)["redeemed"] == 14 * COUPON_COST
+    assert balance_of(db, s, "m1").available == budget - 14 * COUPON_COST == 20
+    assert [lot.remaining for lot in member_lots(db, s.program_id, "m1")] == [0, 0, 20]
+    assert transactions(db, "redeem") == 14
+    assert program_accounts(db, s.program_id)["redeemed"] == 14 * COUPON_COST
     assert len({r.coupon_code for r, _ in won}) == 14
-    assert_conserved(pg_db, s)
+    assert_conserved(db, s)
 
 
-def test_more_concurrent_gift_redeemers_than_stock_get_exactly_the_stock(pg_db):
+def test_more_concurrent_gift_redeemers_than_stock_get_exactly_the_stock(db):
     people = tuple(f"m{i}" for i in range(20))
-    s = set_up(pg_db, document(), member_ids=people, now=T0)
+    s = set_up(db, document(), member_ids=people, now=T0)
     for member_id in people:
         fund(s, member_id, GIFT_COST)
 
-    outcomes = race(20, lambda i: redemptions.redeem(pg_db, s.cache, s.program_id, people[i], "gift", now=T0))
+    outcomes = race(20, lambda i: redemptions.redeem(db, s.cache, s.program_id, people[i], "gift", now=T0))
 
     won, refused = split(outcomes, OutOfStock)
     assert (len(won), len(refused)) == (GIFT_STOCK, 20 - GIFT_STOCK)
-    assert gifts_given(pg_db, s) == GIFT_STOCK
+    assert gifts_given(db, s) == GIFT_STOCK
     winners = {r.member_id for r, _ in won}
     for member_id in people:
         # A member refused for want of stock keeps every point: the refusal rolled the whole transaction back.
-        assert balance_of(pg_db, s, member_id).available == (0 if member_id in winners else GIFT_COST)
-    assert_conserved(pg_db, s)
+        assert balance_of(db, s, member_id).available == (0 if member_id in winners else GIFT_COST)
+    assert_conserved(db, s)
 
 
-def test_a_per_member_limit_holds_against_concurrent_redemptions_by_one_member(pg_db):
-    s = set_up(pg_db, document(), now=T0)
+def test_a_per_member_limit_holds_against_concurrent_redemptions_by_one_member(db):
+    s = set_up(db, document(), now=T0)
     fund(s, "m1", 10 * GIFT_COST)
 
-    outcomes = race(10, lambda _: redemptions.redeem(pg_db, s.cache, s.program_id, "m1", "gift", now=T0))
+    outcomes = race(10, lambda _: redemptions.redeem(db, s.cache, s.program_id, "m1", "gift", now=T0))
 
     won, _ = split(outcomes, Conflict)
     assert len(won) == 1
-    assert gifts_given(pg_db, s) == 1
-    assert balance_of(pg_db, s, "m1").available == 9 * GIFT_COST
-    assert_conserved(pg_db, s)
+    assert gifts_given(db, s) == 1
+    assert balance_of(db, s, "m1").available == 9 * GIFT_COST
+    assert_conserved(db, s)
 
 
-def test_concurrent_retries_of_one_redemption_redeem_once_and_replay(pg_db):
-    s = set_up(pg_db, document(), now=T0)
+def test_concurrent_retries_of_one_redemption_redeem_once_and_replay(db):
+    s = set_up(db, document(), now=T0)
     fund(s, "m1", COUPON_COST)  # enough for one: a retry must replay, not be refused for the points it spent
 
     outcomes = race(
-        10, lambda _: redemptions.redeem(pg_db, s.cache, s.program_id, "m1", "coupon", now=T0, idempotency_key="k1")
+        10, lambda _: redemptions.redeem(db, s.cache, s.program_id, "m1", "coupon", now=T0, idempotency_key="k1")
     )
 
     done, _ = split(outcomes)
     assert sorted(replay for _, replay in done) == [False] + [True] * 9
     assert len({r.model_dump_json() for r, _ in done}) == 1
-    assert transactions(pg_db, "redeem") == 1
-    assert balance_of(pg_db, s, "m1").available == 0
-    assert_conserved(pg_db, s)
+    assert transactions(db, "redeem") == 1
+    assert balance_of(db, s, "m1").available == 0
+    assert_conserved(db, s)
 
 
-def test_one_idempotency_key_racing_for_two_members_redeems_for_one(pg_db):
+def test_one_idempotency_key_racing_for_two_members_redeems_for_one(db):
     people = tuple(f"m{i}" for i in range(10))
-    s = set_up(pg_db, document(), member_ids=people, now=T0)
+    s = set_up(db, document(), member_ids=people, now=T0)
     for member_id in people:
         fund(s, member_id, COUPON_COST)
 
     outcomes = race(
         10,
-        lambda i: redemptions.redeem(pg_db, s.cache, s.program_id, people[i], "coupon", now=T0, idempotency_key="k1"),
+        lambda i: redemptions.redeem(db, s.cache, s.program_id, people[i], "coupon", now=T0, idempotency_key="k1"),
     )
 
     done, refused = split(outcomes, IdempotencyConflict)
     assert (len(done), len(refused)) == (1, 9)
-    assert transactions(pg_db, "redeem") == 1
-    assert_conserved(pg_db, s)
+    assert transactions(db, "redeem") == 1
+    assert_conserved(db, s)
 
 
-def test_concurrent_retries_of_one_adjustment_adjust_once(pg_db):
-    s = set_up(pg_db, document(), now=T0)
+def test_concurrent_retries_of_one_adjustment_adjust_once(db):
+    s = set_up(db, document(), now=T0)
 
     outcomes = race(
         10,
         lambda _: adjustments.adjust(
-            pg_db, s.cache, s.program_id, "m1", 250, "goodwill", actor="test", now=T0, idempotency_key="a1"
+            db, s.cache, s.program_id, "m1", 250, "goodwill", actor="test", now=T0, idempotency_key="a1"
         ),
     )
 
     done, _ = split(outcomes)
     assert sorted(replay for _, replay in done) == [False] + [True] * 9
-    assert transactions(pg_db, "adjust") == 1
-    assert balance_of(pg_db, s, "m1").available == 250
-    assert_conserved(pg_db, s)
+    assert transactions(db, "adjust") == 1
+    assert balance_of(db, s, "m1").available == 250
+    assert_conserved(db, s)
 
 
 # Scenario 3: duplicate delivery.
 
 
-def test_the_same_event_delivered_twenty_times_at_once_posts_once(pg_db):
-    s = set_up(pg_db, document(), now=T0)
+def test_the_same_event_delivered_twenty_times_at_once_posts_once(db):
+    s = set_up(db, document(), now=T0)
     event = purchase()
 
-    outcomes = race(20, lambda _: events.ingest_reporting_replay(pg_db, s.cache, s.program_id, event, now=T0))
+    outcomes = race(20, lambda _: events.ingest_reporting_replay(db, s.cache, s.program_id, event, now=T0))
 
     delivered, _ = split(outcomes)
     assert sorted(replay for _, replay in delivered) == [False] + [True] * 19
     assert len({receipt.model_dump_json() for receipt, _ in delivered}) == 1
-    assert transactions(pg_db, "purchase") == 1
-    assert balance_of(pg_db, s, "m1") == Balance(available=0, pending=200, owed=0)
-    assert_conserved(pg_db, s)
+    assert transactions(db, "purchase") == 1
+    assert balance_of(db, s, "m1") == Balance(available=0, pending=200, owed=0)
+    assert_conserved(db, s)
 
 
-def test_overlapping_batches_delivered_at_once_post_each_event_once(pg_db):
+def test_overlapping_batches_delivered_at_once_post_each_event_once(db):
     people = tuple(f"m{i}" for i in range(6))
-    s = set_up(pg_db, document(), member_ids=people, now=T0)
+    s = set_up(db, document(), member_ids=people, now=T0)
     batch: list[Any] = [Signup(event_id=f"s{i}", member_id=m, occurred_at=T0) for i, m in enumerate(people)]
     batch += [purchase(event_id=f"p{i}", member_id=m, order_id=f"o{i}") for i, m in enumerate(people)]
     # The same events in two orders: the batches must still lock their members in one order, or deadlock.
@@ -279,9 +280,7 @@ def test_overlapping_batches_delivered_at_once_post_each_event_once(pg_db):
 
     outcomes = race(
         8,
-        lambda i: events.ingest_batch_reporting_replays(
-            pg_db, s.cache, s.program_id, orders_of_delivery[i % 2], now=T0
-        ),
+        lambda i: events.ingest_batch_reporting_replays(db, s.cache, s.program_id, orders_of_delivery[i % 2], now=T0),
     )
 
     deliveries, _ = split(outcomes)
@@ -294,10 +293,10 @@ def test_overlapping_batches_delivered_at_once_post_each_event_once(pg_db):
     for event_id, results in by_event.items():
         assert sorted(replay for _, replay in results) == [False] + [True] * 7, event_id
         assert len({receipt.model_dump_json() for receipt, _ in results}) == 1, event_id
-    assert (transactions(pg_db, "signup"), transactions(pg_db, "purchase")) == (6, 6)
+    assert (transactions(db, "signup"), transactions(db, "purchase")) == (6, 6)
     for member_id in people:
-        assert balance_of(pg_db, s, member_id) == Balance(available=100, pending=200, owed=0)
-    assert_conserved(pg_db, s)
+        assert balance_of(db, s, member_id) == Balance(available=100, pending=200, owed=0)
+    assert_conserved(db, s)
 
 
 def test_a_redelivered_event_replays_the_first_receipt_and_writes_nothing(db):
@@ -330,8 +329,8 @@ def test_the_same_event_id_with_another_body_is_409_and_posts_nothing(db):
     assert ledger_dump(db) == before
 
 
-def test_two_bodies_racing_for_one_event_id_post_one_and_refuse_the_other(pg_db):
-    s = set_up(pg_db, document(), member_ids=("m1", "m2"), now=T0)
+def test_two_bodies_racing_for_one_event_id_post_one_and_refuse_the_other(db):
+    s = set_up(db, document(), member_ids=("m1", "m2"), now=T0)
     bodies = [purchase(total="150.00"), purchase(member_id="m2", order_id="o2", total="20.00")]
 
     outcomes = race(20, lambda i: ingest(s, bodies[i % 2]))
@@ -340,8 +339,8 @@ def test_two_bodies_racing_for_one_event_id_post_one_and_refuse_the_other(pg_db)
     assert len(receipts) == 10
     assert len(refused) == 10
     assert len({r.model_dump_json() for r in receipts}) == 1
-    assert transactions(pg_db, "purchase") == 1
-    assert_conserved(pg_db, s)
+    assert transactions(db, "purchase") == 1
+    assert_conserved(db, s)
 
 
 # Scenario 5: expiry.
@@ -375,18 +374,18 @@ def test_expiry_run_twice_expires_once_and_never_what_was_redeemed(db):
     assert_conserved(db, s)
 
 
-def test_expiry_running_beside_redemptions_never_expires_a_redeemed_point(pg_db):
+def test_expiry_running_beside_redemptions_never_expires_a_redeemed_point(db):
     people = tuple(f"m{i}" for i in range(30))
-    s = set_up(pg_db, document(), member_ids=people, now=T0)
+    s = set_up(db, document(), member_ids=people, now=T0)
     for member_id in people:
         fund(s, member_id, 100)  # one lot each, expiring on day 30
-    expired_before = program_accounts(pg_db, s.program_id).get("expired", 0)
+    expired_before = program_accounts(db, s.program_id).get("expired", 0)
 
     def work(i: int) -> object:
         if i < len(people):
-            return redemptions.redeem(pg_db, s.cache, s.program_id, people[i], "coupon-60", now=T0 + 29 * DAY)
+            return redemptions.redeem(db, s.cache, s.program_id, people[i], "coupon-60", now=T0 + 29 * DAY)
         # Two expiry jobs at once, in small chunks so that many of their transactions interleave with the redemptions.
-        return maintenance.expire(pg_db, now=T0 + 31 * DAY, chunk=3)
+        return maintenance.expire(db, now=T0 + 31 * DAY, chunk=3)
 
     outcomes = race(len(people) + 2, work)
 
@@ -395,20 +394,20 @@ def test_expiry_running_beside_redemptions_never_expires_a_redeemed_point(pg_db)
     assert len(reports) == 2
     redeemed = {r.member_id for r, _ in (o for o in done if not isinstance(o, maintenance.RunReport))}
     assert len(redeemed) + len(refused) == len(people)
-    expired = moved_per_member(pg_db, "expire", "available")
+    expired = moved_per_member(db, "expire", "available")
     for member_id in people:
         # Either the redemption came first and only the 40 points left expired, or the lot expired whole and the
         # redemption found nothing to spend. Never both in full.
         assert -expired[member_id] == (40 if member_id in redeemed else 100), member_id
     expired_total = -sum(expired.values())
     assert expired_total == sum(r.points for r in reports)
-    assert program_accounts(pg_db, s.program_id)["expired"] - expired_before == expired_total
+    assert program_accounts(db, s.program_id)["expired"] - expired_before == expired_total
     assert expired_total == 100 * len(people) - 60 * len(redeemed)
-    assert_conserved(pg_db, s)
+    assert_conserved(db, s)
 
-    after = ledger_dump(pg_db)
-    assert maintenance.expire(pg_db, now=T0 + 31 * DAY).points == 0
-    assert ledger_dump(pg_db) == after
+    after = ledger_dump(db)
+    assert maintenance.expire(db, now=T0 + 31 * DAY).points == 0
+    assert ledger_dump(db) == after
 
 
 # Scenario 6: pending points.
@@ -429,21 +428,21 @@ def test_activation_run_twice_activates_once(db):
     assert_conserved(db, s)
 
 
-def test_concurrent_activation_runs_activate_once(pg_db):
+def test_concurrent_activation_runs_activate_once(db):
     people = tuple(f"m{i}" for i in range(12))
-    s = set_up(pg_db, document(), member_ids=people, now=T0)
+    s = set_up(db, document(), member_ids=people, now=T0)
     for i, member_id in enumerate(people):
         ingest(s, purchase(event_id=f"p{i}", member_id=member_id, order_id=f"o{i}"))
 
-    outcomes = race(4, lambda _: maintenance.activate(pg_db, now=T0 + 14 * DAY, chunk=2))
+    outcomes = race(4, lambda _: maintenance.activate(db, now=T0 + 14 * DAY, chunk=2))
 
     reports, _ = split(outcomes)
     assert sum(r.points for r in reports) == 200 * len(people)
-    assert moved_per_member(pg_db, "activate", "available") == dict.fromkeys(people, 200)
-    assert moved_per_member(pg_db, "activate", "pending") == dict.fromkeys(people, -200)
+    assert moved_per_member(db, "activate", "available") == dict.fromkeys(people, 200)
+    assert moved_per_member(db, "activate", "pending") == dict.fromkeys(people, -200)
     for member_id in people:
-        assert balance_of(pg_db, s, member_id) == Balance(available=200, pending=0, owed=0)
-    assert_conserved(pg_db, s)
+        assert balance_of(db, s, member_id) == Balance(available=200, pending=0, owed=0)
+    assert_conserved(db, s)
 
 
 def test_a_refund_before_activation_cancels_pending_and_leaves_available_alone(db):
@@ -502,8 +501,8 @@ def test_partial_refunds_of_spent_points_become_debt_never_more_than_earned(db):
     assert_conserved(db, s)
 
 
-def test_two_partial_refunds_at_once_claw_back_no_more_than_earned(pg_db):
-    s = set_up(pg_db, document(), now=T0)
+def test_two_partial_refunds_at_once_claw_back_no_more_than_earned(db):
+    s = set_up(db, document(), now=T0)
     fund(s, "m1", 40)
     ingest(s, purchase())  # 200 pending points for 150.00
 
@@ -513,16 +512,16 @@ def test_two_partial_refunds_at_once_claw_back_no_more_than_earned(pg_db):
 
     receipts, _ = split(outcomes)
     assert sorted(-r.points for r in receipts) in ([66, 134], [67, 133])
-    assert order_row(pg_db, s).clawed_back == 200
-    assert balance_of(pg_db, s, "m1") == Balance(available=40, pending=0, owed=0)
-    assert_conserved(pg_db, s)
+    assert order_row(db, s).clawed_back == 200
+    assert balance_of(db, s, "m1") == Balance(available=40, pending=0, owed=0)
+    assert_conserved(db, s)
 
 
-def test_concurrent_refunds_beyond_the_order_total_are_refused(pg_db):
-    s = set_up(pg_db, document(), now=T0)
+def test_concurrent_refunds_beyond_the_order_total_are_refused(db):
+    s = set_up(db, document(), now=T0)
     ingest(s, purchase())
-    maintenance.activate(pg_db, now=T0 + 14 * DAY)
-    redemptions.redeem(pg_db, s.cache, s.program_id, "m1", "coupon-150", now=T0 + 15 * DAY)
+    maintenance.activate(db, now=T0 + 14 * DAY)
+    redemptions.redeem(db, s.cache, s.program_id, "m1", "coupon-150", now=T0 + 15 * DAY)
 
     # Four refunds of 50.00 against an order of 150.00, each on its own connection: three fit, the fourth does not.
     outcomes = race(4, lambda i: ingest(s, refund(f"r{i}", "50.00"), now=T0 + 16 * DAY))
@@ -530,9 +529,9 @@ def test_concurrent_refunds_beyond_the_order_total_are_refused(pg_db):
     receipts, refused = split(outcomes, Invalid)
     assert (len(receipts), len(refused)) == (3, 1)
     assert sum(-r.points for r in receipts) == 200
-    row = order_row(pg_db, s)
+    row = order_row(db, s)
     assert (row.refunded, row.clawed_back) == (Decimal("150.00"), 200)
-    assert balance_of(pg_db, s, "m1") == Balance(available=0, pending=0, owed=150)
-    with pg_db.read() as conn:
+    assert balance_of(db, s, "m1") == Balance(available=0, pending=0, owed=150)
+    with db.read() as conn:
         assert conn.execute(sa.select(sa.func.sum(lots.c.remaining))).scalar_one() == 0
-    assert_conserved(pg_db, s)
+    assert_conserved(db, s)
