@@ -9,6 +9,7 @@ from patron.api.auth import AdminKey
 from patron.api.params import REPLAYED_HEADER, IdempotencyKey, MemberIdPath
 from patron.api.problems import responses
 from patron.api.runtime import RuntimeDep
+from patron.api.text import RefuseNul
 from patron.services import adjustments
 from patron.services.views import AdjustmentView
 
@@ -44,6 +45,7 @@ class AdjustmentRequest(BaseModel):
         200: {"model": AdjustmentView, "description": "a retry with the same Idempotency-Key"},
         **responses(404, 409, 422),
     },
+    dependencies=[RefuseNul],
 )
 def adjust(
     member_id: MemberIdPath,

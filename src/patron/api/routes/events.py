@@ -1,5 +1,6 @@
 """Reporting what members did: one event, or a batch where each event succeeds or fails on its own."""
 
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response, status
@@ -8,13 +9,17 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from patron.api.auth import EventsKey
 from patron.api.problems import Problem, field_errors, from_service_error, invalid, responses
 from patron.api.runtime import RuntimeDep
+from patron.api.text import RefuseNul, nul_errors
 from patron.domain.engine import AnyEvent
 from patron.domain.events import Event
 from patron.services import events
-from patron.services.errors import ServiceError
+from patron.services.errors import Invalid, ServiceError
 from patron.services.views import EventReceipt
 
 MAX_BATCH = 1000
+# Tills and servers keep imperfect time; an event stamped later than this ahead of our clock has a wrong date
+# (and a far-future one, such as year 9999, would overflow the calendar when its lots' expiry is computed).
+CLOCK_SKEW = timedelta(minutes=15)
 _EVENT: TypeAdapter[AnyEvent] = TypeAdapter(Event)
 
 router = APIRouter(prefix="/v1/events", tags=["events"], responses=responses(401, 403))
@@ -27,6 +32,7 @@ router = APIRouter(prefix="/v1/events", tags=["events"], responses=responses(401
     description="The same event_id with a different body is refused with 409 and changes nothing. "
     "With dry_run=true the receipt says what the event would earn now, and nothing is written.",
     responses={200: {"model": EventReceipt, "description": "a retry, or a dry run"}, **responses(404, 409, 422)},
+    dependencies=[RefuseNul],
 )
 def post_event(
     event: Event,
@@ -35,6 +41,7 @@ def post_event(
     response: Response,
     dry_run: Annotated[bool, Query(description="decide, but write nothing")] = False,
 ) -> EventReceipt:
+    _refuse_future(event, runtime.now())
     if dry_run:
         response.status_code = status.HTTP_200_OK
         return events.dry_run(runtime.database, runtime.cache, key.program_id, event)
@@ -81,18 +88,35 @@ class BatchResults(BaseModel):
 def post_batch(batch: Batch, key: EventsKey, runtime: RuntimeDep) -> BatchResults:
     results: dict[int, Processed | Failed] = {}
     parsed: list[tuple[int, AnyEvent]] = []
+    now = runtime.now()
     for index, item in enumerate(batch.events):
+        if unstorable := nul_errors(item):
+            results[index] = Failed(index=index, status=422, problem=invalid(field_errors(unstorable, item)))
+            continue
         try:
-            parsed.append((index, _EVENT.validate_python(item)))
+            event = _EVENT.validate_python(item)
+            _refuse_future(event, now)
         except ValidationError as exc:
             results[index] = Failed(index=index, status=422, problem=invalid(field_errors(exc.errors(), item)))
+        except ServiceError as exc:
+            results[index] = Failed(index=index, status=exc.status, problem=from_service_error(exc))
+        else:
+            parsed.append((index, event))
     if parsed:
         outcomes = events.ingest_batch_reporting_replays(
-            runtime.database, runtime.cache, key.program_id, [event for _, event in parsed], now=runtime.now()
+            runtime.database, runtime.cache, key.program_id, [event for _, event in parsed], now=now
         )
         for (index, _), outcome in zip(parsed, outcomes, strict=True):
             results[index] = _result(index, outcome)
     return BatchResults(results=[results[i] for i in range(len(batch.events))])
+
+
+def _refuse_future(event: AnyEvent, now: datetime) -> None:
+    if event.occurred_at > now + CLOCK_SKEW:
+        raise Invalid(
+            f"occurred_at {event.occurred_at.isoformat()} is in the future (it is now {now.isoformat()})",
+            field="occurred_at",
+        )
 
 
 def _result(index: int, outcome: tuple[EventReceipt, bool] | ServiceError) -> Processed | Failed:

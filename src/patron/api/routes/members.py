@@ -6,6 +6,7 @@ from patron.api.auth import EventsKey, ReadKey
 from patron.api.params import Cursor, Limit, MemberIdPath
 from patron.api.problems import responses
 from patron.api.runtime import RuntimeDep
+from patron.api.text import RefuseNul
 from patron.domain.members import MemberProfile
 from patron.services import members
 from patron.services.views import HistoryPage, LotView, MemberPage, MemberView
@@ -20,6 +21,7 @@ router = APIRouter(prefix="/v1/members", tags=["members"], responses=responses(4
     description="Needs the events scope: the integration that reports events also enrols the members they name. "
     "Balances and tiers are not part of a profile and are refused.",
     responses={200: {"model": MemberView, "description": "the profile was replaced"}, **responses(422)},
+    dependencies=[RefuseNul],
 )
 def put_member(
     member_id: MemberIdPath, profile: MemberProfile, key: EventsKey, runtime: RuntimeDep, response: Response

@@ -9,6 +9,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from patron.api.auth import AdminKey, ReadKey
 from patron.api.problems import responses
 from patron.api.runtime import RuntimeDep
+from patron.api.text import RefuseNul
 from patron.domain.program import ProgramDocument
 from patron.services import programs
 from patron.services.errors import NotFound
@@ -73,6 +74,7 @@ def get_version(version: Annotated[int, Path(ge=1)], key: ReadKey, runtime: Runt
     summary="Publish a new version (admin)",
     description="An invalid document is a 422 whose errors name each field at fault, e.g. document.rules.0.when.",
     responses=responses(422),
+    dependencies=[RefuseNul],
 )
 def publish(body: PublishRequest, key: AdminKey, runtime: RuntimeDep) -> VersionDetail:
     published = programs.publish(

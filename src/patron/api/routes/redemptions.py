@@ -7,6 +7,7 @@ from patron.api.auth import RedeemKey
 from patron.api.params import REPLAYED_HEADER, IdempotencyKey, MemberIdPath
 from patron.api.problems import responses
 from patron.api.runtime import RuntimeDep
+from patron.api.text import RefuseNul
 from patron.domain.program import Identifier
 from patron.services import redemptions
 from patron.services.views import RedemptionView
@@ -30,6 +31,7 @@ class RedemptionRequest(BaseModel):
         200: {"model": RedemptionView, "description": "a retry with the same Idempotency-Key"},
         **responses(404, 409, 422),
     },
+    dependencies=[RefuseNul],
 )
 def redeem(
     member_id: MemberIdPath,
