@@ -126,7 +126,7 @@ def test_errors_across_fields_name_the_enclosing_path_and_the_field(fields, path
 @pytest.mark.parametrize(
     ("fields", "path"),
     [
-        ({"tiers": [{"name": "gold"}]}, "tiers"),
+        ({"levels": [{"name": "gold"}]}, "levels"),
         ({"earning": {"points_per_dollar": "1"}}, "earning.points_per_dollar"),
         ({"rules": [{"id": "a", "event": "purchase", "condition": "true"}]}, "rules.0.condition"),
         ({"rewards": [{**COUPON, "discount": "5"}]}, "rewards.0.discount"),

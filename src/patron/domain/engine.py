@@ -5,25 +5,30 @@ production would do. It never reads a clock, a database or a random source.
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from patron.domain import tiers
 from patron.domain.calendar import expires_at, period_key
 from patron.domain.events import Custom, Purchase, Refund, Signup, as_expression_context, rule_trigger
 from patron.domain.expressions import Expression, ExpressionError
 from patron.domain.ledger import Account, Lot, LotDebit, LotStatus, Posting, balanced, spending_order, take_from
 from patron.domain.program import (
     EXPRESSION_VARIABLES,
+    Campaign,
     EarnRule,
     Fixed,
     Formula,
     PerCurrencyUnit,
     ProgramDocument,
     RefundShortfall,
+    StampCard,
 )
+from patron.domain.progress import EMPTY, OpenCard, Progress, Stamp, Tally
+from patron.domain.tiers import TierChange
 
 AnyEvent = Purchase | Refund | Signup | Custom
 
@@ -44,8 +49,23 @@ class CompiledRule:
     formula: Expression | None
 
 
+@dataclass(frozen=True, slots=True)
+class CompiledCard:
+    card: StampCard
+    when: Expression
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledCampaign:
+    campaign: Campaign
+    when: Expression | None
+
+
 # For each expression variable, the fields some rule reads (None: it may read any).
 ContextShape = Mapping[str, frozenset[str] | None]
+# Fields the engine adds to what the event and member say of themselves (and that need remembered progress).
+PROGRESS_MEMBER_FIELDS = frozenset({"tier", "visits", "categories"})
+PROGRESS_EVENT_FIELDS = frozenset({"new_categories"})
 
 
 @dataclass(frozen=True)
@@ -57,6 +77,10 @@ class CompiledProgram:
     zone: ZoneInfo
     rules_by_trigger: Mapping[str, tuple[CompiledRule, ...]]
     context_shapes: Mapping[str, ContextShape]
+    cards: tuple[CompiledCard, ...] = ()
+    campaigns: tuple[CompiledCampaign, ...] = ()
+    # Whether decisions keep a member's Progress: off for programs that need none, which keeps the hot path lean.
+    tracks_progress: bool = False
 
     @classmethod
     def compile(cls, document: ProgramDocument, version: int) -> "CompiledProgram":
@@ -69,13 +93,49 @@ class CompiledProgram:
         for rule in sorted(document.rules, key=lambda r: (r.priority, r.id)):
             formula = compiled(rule.points.expression) if isinstance(rule.points, Formula) else None
             by_trigger.setdefault(rule.event, []).append(CompiledRule(rule, compiled(rule.when), formula))
-        shapes = {trigger: _context_shape(rules) for trigger, rules in by_trigger.items()}
-        return cls(version, document, ZoneInfo(document.timezone), {k: tuple(v) for k, v in by_trigger.items()}, shapes)
+        cards = tuple(
+            CompiledCard(card, Expression.compile(card.when, allowed_variables=EXPRESSION_VARIABLES))
+            for card in document.stamp_cards
+        )
+        campaigns = tuple(
+            CompiledCampaign(c, compiled(c.target.when))
+            for c in sorted(document.campaigns, key=lambda c: (c.priority, c.id))
+        )
+        expressions: dict[str, list[Expression]] = {
+            trigger: [e for rule in rules for e in (rule.when, rule.formula) if e is not None]
+            for trigger, rules in by_trigger.items()
+        }
+        expressions.setdefault("purchase", []).extend(
+            [c.when for c in cards] + [c.when for c in campaigns if c.when is not None]
+        )
+        shapes = {trigger: _context_shape(found) for trigger, found in expressions.items()}
+        tracks = (
+            document.tiers is not None
+            or bool(cards or campaigns or document.recognition)
+            or any(rule.unique_by for rule in document.rules)
+            or any(_reads(shape, "member", PROGRESS_MEMBER_FIELDS) for shape in shapes.values())
+            or any(_reads(shape, "event", PROGRESS_EVENT_FIELDS) for shape in shapes.values())
+        )
+        return cls(
+            version,
+            document,
+            ZoneInfo(document.timezone),
+            {k: tuple(v) for k, v in by_trigger.items()},
+            shapes,
+            cards,
+            campaigns,
+            tracks,
+        )
 
 
-def _context_shape(rules: list[CompiledRule]) -> ContextShape:
+def _reads(shape: ContextShape, variable: str, fields: frozenset[str]) -> bool:
+    read = shape.get(variable, frozenset())
+    return read is None or bool(read & fields)
+
+
+def _context_shape(expressions: list[Expression]) -> ContextShape:
     shape: dict[str, frozenset[str] | None] = {}
-    for expression in (e for rule in rules for e in (rule.when, rule.formula) if e is not None):
+    for expression in expressions:
         for variable in EXPRESSION_VARIABLES:
             fields = expression.fields_of(variable)
             if fields is None or shape.get(variable, frozenset()) is None:
@@ -108,6 +168,8 @@ class MemberState:
     owed: int = 0  # points clawed back after they were spent, still to be settled
     order: OrderRecord | None = None  # the order this event's order_id names, if already known
     lots: tuple[Lot, ...] = ()  # open lots; only refunds need them
+    progress: Progress = EMPTY  # kept only when the program tracks progress (CompiledProgram.tracks_progress)
+    campaign_budgets: Mapping[str, int] = field(default_factory=dict)  # points left, budgeted campaigns only
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +209,23 @@ class OrderChange:
 
 
 @dataclass(frozen=True, slots=True)
+class RewardGrant:
+    """A reward given for free (a full stamp card, a campaign): the store issues its coupon."""
+
+    reward_id: str
+    source: str  # e.g. "stamp_card:froyo"
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """Something worth telling other systems about (webhooks), e.g. stamp_card.completed."""
+
+    type: str
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     event_type: str
     program_version: int
@@ -158,6 +237,11 @@ class Decision:
     usage: tuple[UsageIncrement, ...] = ()
     order: OrderChange | None = None
     notes: tuple[str, ...] = ()
+    progress: Progress | None = None  # the member's progress after the event, when the program tracks it
+    tier_changes: tuple[TierChange, ...] = ()
+    grants: tuple[RewardGrant, ...] = ()
+    campaign_spend: tuple[tuple[str, int], ...] = ()  # (campaign id, points) drawn from budgets
+    signals: tuple[Signal, ...] = ()
 
     @property
     def pending_points(self) -> int:
@@ -175,9 +259,17 @@ def decide(program: CompiledProgram, member: MemberState, event: AnyEvent) -> De
 def _decide_earn(program: CompiledProgram, member: MemberState, event: Purchase | Signup | Custom) -> Decision:
     trigger = rule_trigger(event)
     rules = program.rules_by_trigger.get(trigger, ())
-    context = _LazyContext(event, member, program.context_shapes.get(trigger, {}))
+    document = program.document
+    progress = member.progress
+    tier_changes: list[TierChange] = []
+    if document.tiers is not None:
+        progress, tier_changes = tiers.review(
+            document.tiers, progress, event.occurred_at, program.zone, document.currency
+        )
+    context = _LazyContext(event, member.member_id, member.attributes, progress, program, trigger)
     outcomes: list[RuleOutcome] = []
     usage: list[UsageIncrement] = []
+    references: list[str] = []
     pending_points = immediate_points = 0
     stopped_by: str | None = None
     for compiled in rules:
@@ -185,6 +277,12 @@ def _decide_earn(program: CompiledProgram, member: MemberState, event: Purchase 
         if stopped_by is not None:
             outcomes.append(RuleOutcome(rule.id, False, 0, f"skipped: rule {stopped_by!r} stops later rules"))
             continue
+        reference = None
+        if rule.unique_by is not None:
+            reference, refusal = _reference(rule, event, progress, references)
+            if refusal is not None:
+                outcomes.append(RuleOutcome(rule.id, False, 0, refusal))
+                continue
         try:
             if compiled.when is not None and not compiled.when.is_true(context.value):
                 outcomes.append(RuleOutcome(rule.id, False, 0, f"condition not met: {rule.when}"))
@@ -198,18 +296,53 @@ def _decide_earn(program: CompiledProgram, member: MemberState, event: Purchase 
             outcomes.append(RuleOutcome(rule.id, False, 0, cap_reason or "earns 0 points"))
             continue
         usage.extend(increments)
+        if reference is not None:
+            references.append(reference)
         outcomes.append(RuleOutcome(rule.id, True, points, cap_reason or "fired"))
-        if rule.waits_for_return_window and program.document.pending_days > 0:
+        if rule.waits_for_return_window and document.pending_days > 0:
             pending_points += points
         else:
             immediate_points += points
         if rule.stop_after:
             stopped_by = rule.id
 
+    grants: list[RewardGrant] = []
+    signals: list[Signal] = []
+    campaign_spend: list[tuple[str, int]] = []
+    if isinstance(event, Purchase):
+        extra = _tier_bonus(program, progress, pending_points + immediate_points, outcomes)
+        extra += _campaigns(
+            program,
+            member,
+            progress,
+            event,
+            context,
+            pending_points + immediate_points + extra,
+            outcomes,
+            grants,
+            campaign_spend,
+        )
+        # Bonuses on a purchase wait the return window like the purchase's own points.
+        if document.pending_days > 0:
+            pending_points += extra
+        else:
+            immediate_points += extra
+    new_progress = None
+    if program.tracks_progress:
+        new_progress = _progress_after(
+            program, progress, event, context, pending_points + immediate_points, references, outcomes, grants, signals
+        )
+        if document.tiers is not None:
+            new_progress, upgrades = tiers.upgrade(
+                document.tiers, new_progress, event.occurred_at, program.zone, document.currency
+            )
+            tier_changes.extend(upgrades)
+
     order_id = event.order_id if isinstance(event, Purchase) else None
     lots, postings, notes = _earn_postings(
         program, member, event.occurred_at, order_id, pending_points, immediate_points
     )
+    notes.extend(_tier_notes(document, tier_changes))
     order = None
     if isinstance(event, Purchase):
         order = OrderChange(event.order_id, event.total, pending_points + immediate_points, Decimal(0), 0)
@@ -223,7 +356,231 @@ def _decide_earn(program: CompiledProgram, member: MemberState, event: Purchase 
         usage=tuple(usage),
         order=order,
         notes=tuple(notes),
+        progress=new_progress,
+        tier_changes=tuple(tier_changes),
+        grants=tuple(grants),
+        campaign_spend=tuple(campaign_spend),
+        signals=tuple(signals),
     )
+
+
+def _tier_notes(document: ProgramDocument, changes: list[TierChange]) -> list[str]:
+    if document.tiers is None:
+        return []
+    names = {level.id: level.name for level in document.tiers.levels}
+    return [
+        f"tier {names.get(c.from_tier or '', 'none')} -> {names.get(c.to_tier or '', 'none')}: {c.reason}"
+        for c in changes
+    ]
+
+
+def _reference(
+    rule: EarnRule, event: Purchase | Signup | Custom, progress: Progress, taken_now: list[str]
+) -> tuple[str | None, str | None]:
+    """The external reference a unique_by rule keys on, or why the rule cannot fire."""
+    assert rule.unique_by is not None
+    value = event.attributes.get(rule.unique_by) if isinstance(event, Custom) else None
+    if value is None or value == "" or isinstance(value, bool):
+        return None, f"needs the attribute {rule.unique_by!r} (the external reference) to fire"
+    key = f"{rule.id}:{value}"
+    if key in progress.references or key in taken_now:
+        return None, f"already rewarded for {rule.unique_by} {value!r}"
+    return key, None
+
+
+def _tier_bonus(program: CompiledProgram, progress: Progress, base: int, outcomes: list[RuleOutcome]) -> int:
+    document = program.document
+    level = document.tiers.level(progress.tier) if document.tiers is not None else None
+    if level is None or level.earn_multiplier == 1 or base <= 0:
+        return 0
+    extra = document.earning.rounding.to_points(Decimal(base) * (level.earn_multiplier - 1))
+    if extra <= 0:
+        return 0
+    outcomes.append(
+        RuleOutcome(f"tier:{level.id}", True, extra, f"{level.name} earns x{level.earn_multiplier} on purchases")
+    )
+    return extra
+
+
+def _campaigns(
+    program: CompiledProgram,
+    member: MemberState,
+    progress: Progress,
+    event: Purchase,
+    context: "_LazyContext",
+    base: int,
+    outcomes: list[RuleOutcome],
+    grants: list[RewardGrant],
+    spend: list[tuple[str, int]],
+) -> int:
+    """Running campaigns by priority: each targeted one adds its effect; an exclusive one applies only alone."""
+    document = program.document
+    total = 0
+    applied: list[str] = []
+    stopped_by: str | None = None
+    for compiled in program.campaigns:
+        campaign = compiled.campaign
+        if not campaign.starts_at <= event.occurred_at < campaign.ends_at:
+            continue
+        rule_id = f"campaign:{campaign.id}"
+        if stopped_by is not None:
+            outcomes.append(RuleOutcome(rule_id, False, 0, f"skipped: exclusive campaign {stopped_by!r} applied"))
+            continue
+        refusal = _campaign_refusal(program, compiled, progress, event, context)
+        if refusal is not None:
+            outcomes.append(RuleOutcome(rule_id, False, 0, refusal))
+            continue
+        if campaign.exclusive and applied:
+            outcomes.append(RuleOutcome(rule_id, False, 0, f"exclusive: not combined with {applied[0]!r}"))
+            continue
+        effect = campaign.effect
+        points = effect.bonus_points or 0
+        if effect.multiplier is not None:
+            points += document.earning.rounding.to_points(Decimal(base) * (effect.multiplier - 1))
+        points = max(points, 0)
+        reason = "fired"
+        left = member.campaign_budgets.get(campaign.id) if campaign.budget_points is not None else None
+        if left is not None:
+            left -= sum(p for c, p in spend if c == campaign.id)
+            if left <= 0:
+                outcomes.append(RuleOutcome(rule_id, False, 0, "stopped: its points budget is spent"))
+                continue
+            if points > left:
+                points, reason = left, f"the last {left} points of its budget"
+        if points:
+            spend.append((campaign.id, points))
+        if effect.reward is not None:
+            grants.append(RewardGrant(effect.reward, rule_id, f"campaign {campaign.name!r}"))
+            reason += f"; gives reward {effect.reward!r}"
+        outcomes.append(RuleOutcome(rule_id, True, points, reason))
+        total += points
+        applied.append(campaign.id)
+        if campaign.exclusive:
+            stopped_by = campaign.id
+    return total
+
+
+def _campaign_refusal(
+    program: CompiledProgram,
+    compiled: CompiledCampaign,
+    progress: Progress,
+    event: Purchase,
+    context: "_LazyContext",
+) -> str | None:
+    target = compiled.campaign.target
+    document = program.document
+    tier_rules = document.tiers
+    if (
+        target.tier is not None
+        and tier_rules is not None
+        and tier_rules.rank(progress.tier) < tier_rules.rank(target.tier)
+    ):
+        return f"not targeted: for tier {target.tier!r} and above"
+    if target.lapsed_days is not None and progress.last_purchase_at is not None:
+        quiet = event.occurred_at - progress.last_purchase_at
+        if quiet < timedelta(days=target.lapsed_days):
+            return f"not targeted: for members with no purchase in {target.lapsed_days} days"
+    if compiled.when is not None:
+        try:
+            if not compiled.when.is_true(context.value):
+                return f"not targeted: {target.when}"
+        except ExpressionError as exc:
+            return f"expression failed: {exc}"
+    return None
+
+
+def _progress_after(
+    program: CompiledProgram,
+    progress: Progress,
+    event: Purchase | Signup | Custom,
+    context: "_LazyContext",
+    points: int,
+    references: list[str],
+    outcomes: list[RuleOutcome],
+    grants: list[RewardGrant],
+    signals: list[Signal],
+) -> Progress:
+    at = event.occurred_at
+    if isinstance(event, Purchase):
+        tally = Tally(points, event.total, 1)
+        categories = dict(progress.categories)
+        skus = dict(progress.skus)
+        for line in event.lines:
+            skus[line.sku] = skus.get(line.sku, 0) + line.quantity
+            if line.category:
+                categories[line.category] = categories.get(line.category, 0) + line.quantity
+        cards = _stamp(program, progress, event, context, outcomes, grants, signals)
+        progress = replace(progress, categories=categories, skus=skus, cards=cards, last_purchase_at=at)
+    else:
+        tally = Tally(points, Decimal(0), 0)
+        if isinstance(event, Custom):
+            score = event.attributes.get("score")
+            if isinstance(score, int) and not isinstance(score, bool):
+                progress = replace(progress, scores={**progress.scores, event.name: score})
+    if references:
+        progress = replace(progress, references=progress.references | frozenset(references))
+    return tiers.add_tally(progress, at, program.zone, tally) if tally != Tally() else progress
+
+
+def _stamp(
+    program: CompiledProgram,
+    progress: Progress,
+    event: Purchase,
+    context: "_LazyContext",
+    outcomes: list[RuleOutcome],
+    grants: list[RewardGrant],
+    signals: list[Signal],
+) -> Mapping[str, OpenCard]:
+    """Stamps each card whose condition the purchase meets; a full card gives its reward and a new card starts."""
+    if not program.cards:
+        return progress.cards
+    cards = dict(progress.cards)
+    at = event.occurred_at
+    for compiled in program.cards:
+        card = compiled.card
+        rule_id = f"stamp_card:{card.id}"
+        try:
+            if not compiled.when.is_true(context.value):
+                outcomes.append(RuleOutcome(rule_id, False, 0, f"no stamp: {card.when}"))
+                continue
+        except ExpressionError as exc:
+            outcomes.append(RuleOutcome(rule_id, False, 0, f"expression failed: {exc}"))
+            continue
+        current = cards.get(card.id)
+        reasons = []
+        if (
+            current is not None
+            and card.expires_after_days is not None
+            and at >= current.started_at + timedelta(days=card.expires_after_days)
+        ):
+            reasons.append(f"the card with {current.count} stamp(s) expired; a new one starts")
+            current = None
+        if current is None:
+            current = OpenCard(at)
+        count = current.count + card.stamps
+        completed = 0
+        while count >= card.size:
+            count -= card.size
+            completed += 1
+            grants.append(RewardGrant(card.reward, rule_id, f"{card.name} complete"))
+            signals.append(
+                Signal(
+                    "stamp_card.completed",
+                    {"card": card.id, "reward": card.reward, "order_id": event.order_id, "at": at.isoformat()},
+                )
+            )
+        if completed:
+            # The stamps that overflowed start the new card; a refund can no longer take back the full card's.
+            current = OpenCard(at, (Stamp(event.order_id, count),) if count else ())
+            reasons.append(
+                f"card complete ({completed}x): reward {card.reward!r}; {count} of {card.size} on the new card"
+            )
+        else:
+            current = OpenCard(current.started_at, (*current.stamps, Stamp(event.order_id, card.stamps)))
+            reasons.append(f"{card.stamps} stamp(s): {count} of {card.size}")
+        cards[card.id] = current
+        outcomes.append(RuleOutcome(rule_id, True, 0, "; ".join(reasons)))
+    return cards
 
 
 def _rule_points(program: CompiledProgram, compiled: CompiledRule, event: AnyEvent, context: "_LazyContext") -> int:
@@ -330,32 +687,81 @@ def _decide_refund(program: CompiledProgram, member: MemberState, event: Refund)
         else:
             postings.append(Posting(Account.WRITE_OFF, -missing))
             notes.append(f"{missing} points were already spent: written off by the program's refund policy")
+    outcomes = [
+        RuleOutcome(
+            "refund",
+            clawback > 0,
+            -clawback,
+            f"claws back {clawback} of the {order.earned} points the order earned",
+        )
+    ]
+    progress = None
+    tier_changes: list[TierChange] = []
+    if program.tracks_progress:
+        progress, tier_changes = _progress_after_refund(
+            program, member.progress, event, clawback, refunded_after >= order.total, outcomes
+        )
+        notes.extend(_tier_notes(program.document, tier_changes))
     return Decision(
         event_type=event.type,
         program_version=program.version,
         points=-clawback,
-        outcomes=(
-            RuleOutcome(
-                "refund",
-                clawback > 0,
-                -clawback,
-                f"claws back {clawback} of the {order.earned} points the order earned",
-            ),
-        ),
+        outcomes=tuple(outcomes),
         postings=balanced(postings),
         lot_debits=tuple(from_pending + from_available),
         order=OrderChange(order.order_id, order.total, order.earned, event.refunded, clawback),
         notes=tuple(notes),
+        progress=progress,
+        tier_changes=tuple(tier_changes),
     )
 
 
+def _progress_after_refund(
+    program: CompiledProgram,
+    progress: Progress,
+    event: Refund,
+    clawback: int,
+    in_full: bool,
+    outcomes: list[RuleOutcome],
+) -> tuple[Progress, list[TierChange]]:
+    """A refund takes back what the order counted towards tiers (never demoting at once: downgrades wait for the
+    window's end), and, when the order is refunded in full, the stamps it put on cards not yet complete."""
+    document = program.document
+    changes: list[TierChange] = []
+    if document.tiers is not None:
+        progress, changes = tiers.review(document.tiers, progress, event.occurred_at, program.zone, document.currency)
+    if in_full and progress.cards:
+        cards = dict(progress.cards)
+        for card_id, card in progress.cards.items():
+            kept = tuple(s for s in card.stamps if s.order_id != event.order_id)
+            if len(kept) != len(card.stamps):
+                removed = card.count - sum(s.count for s in kept)
+                cards[card_id] = OpenCard(card.started_at, kept)
+                outcomes.append(
+                    RuleOutcome(f"stamp_card:{card_id}", True, 0, f"{removed} stamp(s) of the refunded order removed")
+                )
+        progress = replace(progress, cards=cards)
+    progress = tiers.add_tally(progress, event.occurred_at, program.zone, Tally(-clawback, -event.refunded, 0))
+    return progress, changes
+
+
 class _LazyContext:
-    """Builds the expression context only when a rule has an expression: most purchases need none."""
+    """Builds the expression context only when an expression needs it: most purchases need none."""
 
-    __slots__ = ("_event", "_member", "_shape", "_value")
+    __slots__ = ("_attributes", "_event", "_member_id", "_program", "_progress", "_shape", "_value")
 
-    def __init__(self, event: AnyEvent, member: MemberState, shape: ContextShape) -> None:
-        self._event, self._member, self._shape = event, member, shape
+    def __init__(
+        self,
+        event: AnyEvent,
+        member_id: str,
+        attributes: Mapping[str, Any],
+        progress: Progress,
+        program: CompiledProgram,
+        trigger: str,
+    ) -> None:
+        self._event, self._member_id, self._attributes = event, member_id, attributes
+        self._progress, self._program = progress, program
+        self._shape = program.context_shapes.get(trigger, {})
         self._value: dict[str, Any] | None = None
 
     @property
@@ -364,11 +770,41 @@ class _LazyContext:
             self._value = {}
             event_fields = self._shape.get("event", frozenset())
             if event_fields != frozenset():
-                self._value["event"] = as_expression_context(self._event, event_fields)
+                found = as_expression_context(self._event, event_fields)
+                for name, getter in _ENGINE_EVENT_FIELDS.items():
+                    if event_fields is None or name in event_fields:
+                        found[name] = getter(self._event, self._program.zone, self._progress)
+                self._value["event"] = found
             member_fields = self._shape.get("member", frozenset())
             if member_fields != frozenset():
-                member = {"id": self._member.member_id, "attributes": dict(self._member.attributes)}
+                progress = self._progress
+                member = {
+                    "id": self._member_id,
+                    "attributes": dict(self._attributes),
+                    "tier": progress.tier or "",
+                    "visits": progress.lifetime.visits,
+                    "categories": sorted(progress.categories),
+                }
                 self._value["member"] = (
                     member if member_fields is None else {k: v for k, v in member.items() if k in member_fields}
                 )
         return self._value
+
+
+def _categories(event: AnyEvent) -> list[str]:
+    lines = event.lines if isinstance(event, (Purchase, Refund)) else ()
+    return sorted({line.category for line in lines if line.category})
+
+
+# Fields CEL sees on the event that need the program's time zone or the member's progress. Local time makes
+# "weekdays 14:00-17:00 in the store" a plain condition: event.local_weekday <= 5 && event.local_hour >= 14 ...
+_ENGINE_EVENT_FIELDS: dict[str, Any] = {
+    "local_hour": lambda e, zone, _: e.occurred_at.astimezone(zone).hour,
+    "local_minute": lambda e, zone, _: e.occurred_at.astimezone(zone).minute,
+    "local_time": lambda e, zone, _: e.occurred_at.astimezone(zone).strftime("%H:%M"),
+    "local_weekday": lambda e, zone, _: e.occurred_at.astimezone(zone).isoweekday(),  # Monday 1 .. Sunday 7
+    "local_date": lambda e, zone, _: e.occurred_at.astimezone(zone).date().isoformat(),
+    "categories": lambda e, zone, _: _categories(e),
+    "category_count": lambda e, zone, _: len(_categories(e)),
+    "new_categories": lambda e, zone, progress: [c for c in _categories(e) if c not in progress.categories],
+}

@@ -1,7 +1,9 @@
 """The program document: what a merchant publishes. Validated here; every error names the path of its field."""
 
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from itertools import pairwise
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -86,6 +88,11 @@ class EarnRule(Strict):
     stop_after: bool = Field(default=False, description="when this rule fires, later rules are skipped")
     caps: tuple[Cap, ...] = ()
     pending: bool | None = Field(default=None, description="wait the return window; default: purchases only")
+    unique_by: Annotated[str, Field(pattern=r"^[a-z0-9_]{1,64}$")] | None = Field(
+        default=None,
+        description="custom events: the attribute holding an external reference (post URL, review id); "
+        "the rule fires at most once per member per reference",
+    )
 
     _when = field_validator("when")(_check_expression)
 
@@ -95,11 +102,18 @@ class EarnRule(Strict):
             raise ValueError("refunds claw points back; a rule cannot earn on them")
         if self.event != "purchase" and (self.points is None or isinstance(self.points, PerCurrencyUnit)):
             raise ValueError(f"rule on '{self.event}' has no amount to multiply: give points as fixed or expression")
+        if self.unique_by is not None and self.event in BUILTIN_EVENTS:
+            raise ValueError("unique_by deduplicates custom events by one of their attributes")
         return self
 
     @property
     def waits_for_return_window(self) -> bool:
         return self.event == "purchase" if self.pending is None else self.pending
+
+
+class EarlyAccess(Strict):
+    tier: Identifier = Field(description="this tier and the ones above it")
+    available_from: datetime
 
 
 class RewardKind(StrEnum):
@@ -117,6 +131,9 @@ class Reward(Strict):
     sku: str | None = Field(default=None, description="free products: the product given")
     stock: Annotated[int, Field(ge=0)] | None = Field(default=None, description="gifts: how many exist in all")
     per_member_limit: Annotated[int, Field(gt=0)] | None = None
+    min_tier: Identifier | None = Field(default=None, description="only members of this tier or a higher one")
+    available_from: datetime | None = Field(default=None, description="when members without early access may")
+    early_access: tuple[EarlyAccess, ...] = Field(default=(), description="earlier dates for some tiers")
 
     @model_validator(mode="after")
     def _kind_has_its_fields(self) -> "Reward":
@@ -164,6 +181,145 @@ class Refunds(Strict):
     shortfall: RefundShortfall = RefundShortfall.NEGATIVE_BALANCE
 
 
+class TierMetric(StrEnum):
+    """What qualifies a member for a tier. Points are those earned, never the balance: spending never demotes."""
+
+    POINTS = "points"
+    SPEND = "spend"
+    VISITS = "visits"
+
+
+class TierWindow(StrEnum):
+    CALENDAR_YEAR = "calendar_year"
+    ROLLING_12_MONTHS = "rolling_12_months"
+    LIFETIME = "lifetime"
+
+
+class TierLevel(Strict):
+    id: Identifier
+    name: str = Field(min_length=1, max_length=100)
+    threshold: Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2, allow_inf_nan=False)]
+    earn_multiplier: PositiveDecimal = Decimal(1)
+    free_shipping: bool = False
+    dedicated_service: bool = False
+
+
+class NeverDowngrade(Strict):
+    policy: Literal["never"]
+
+
+class DowngradeAtWindowEnd(Strict):
+    """At the end of each window a member below their tier's threshold keeps it `grace_days` more, then drops
+    one level."""
+
+    policy: Literal["window_end"]
+    grace_days: Annotated[int, Field(ge=0, le=366)] = 0
+
+
+DowngradePolicy = Annotated[NeverDowngrade | DowngradeAtWindowEnd, Field(discriminator="policy")]
+
+
+class Tiers(Strict):
+    qualify_on: TierMetric
+    window: TierWindow
+    downgrade: DowngradePolicy = NeverDowngrade(policy="never")
+    levels: tuple[TierLevel, ...] = Field(min_length=1, description="lowest first, thresholds rising")
+
+    @model_validator(mode="after")
+    def _levels_rise(self) -> "Tiers":
+        ids = [level.id for level in self.levels]
+        if len(set(ids)) != len(ids):
+            raise ValueError("tier ids must be unique")
+        thresholds = [level.threshold for level in self.levels]
+        if any(b <= a for a, b in pairwise(thresholds)):
+            raise ValueError("tier thresholds must rise from the first level to the last")
+        if self.qualify_on is not TierMetric.SPEND and any(t != t.to_integral_value() for t in thresholds):
+            raise ValueError(f"{self.qualify_on.value} thresholds are whole numbers")
+        return self
+
+    def rank(self, tier_id: str | None) -> int:
+        """0 for no tier, 1 for the first level, and so on."""
+        if tier_id is None:
+            return 0
+        return next((i + 1 for i, level in enumerate(self.levels) if level.id == tier_id), 0)
+
+    def level(self, tier_id: str | None) -> TierLevel | None:
+        return next((level for level in self.levels if level.id == tier_id), None)
+
+
+class StampCard(Strict):
+    """A punch card: `stamps` per qualifying purchase; at `size` stamps the reward is given and a new card starts."""
+
+    id: Identifier
+    name: str = Field(min_length=1, max_length=200)
+    when: str = Field(description="CEL condition: which purchases earn a stamp")
+    stamps: Annotated[int, Field(gt=0, le=1000)] = 1
+    size: Annotated[int, Field(gt=0, le=1000)]
+    reward: Identifier = Field(description="the reward (a coupon or free product) the full card gives")
+    expires_after_days: Annotated[int, Field(gt=0)] | None = Field(
+        default=None, description="a card not completed this long after its first stamp starts over"
+    )
+
+    _when = field_validator("when")(_check_expression)
+
+
+class Occasion(Strict):
+    """A grant on a date the member gives (birthday) or earns (sign-up anniversary), once a year."""
+
+    points: Annotated[int, Field(gt=0, le=1_000_000)] | None = None
+    reward: Identifier | None = Field(default=None, description="a coupon or free product given for free")
+    days_before: Annotated[int, Field(ge=0, le=60)] = 0
+
+    @model_validator(mode="after")
+    def _gives_something(self) -> "Occasion":
+        if self.points is None and self.reward is None:
+            raise ValueError("an occasion gives points, a reward or both")
+        return self
+
+
+class CampaignTarget(Strict):
+    """Who the campaign is for; every given part must hold (nothing given: all members)."""
+
+    tier: Identifier | None = Field(default=None, description="this tier or a higher one")
+    when: str | None = Field(default=None, description="CEL condition over event and member")
+    lapsed_days: Annotated[int, Field(gt=0)] | None = Field(default=None, description="no purchase in so many days")
+
+    _when = field_validator("when")(_check_expression)
+
+
+class CampaignEffect(Strict):
+    multiplier: PositiveDecimal | None = Field(default=None, description="of the points the purchase earns")
+    bonus_points: Annotated[int, Field(gt=0, le=1_000_000)] | None = None
+    reward: Identifier | None = Field(default=None, description="a coupon or free product given for free")
+
+    @model_validator(mode="after")
+    def _does_something(self) -> "CampaignEffect":
+        if self.multiplier is None and self.bonus_points is None and self.reward is None:
+            raise ValueError("an effect needs multiplier, bonus_points or reward")
+        return self
+
+
+class Campaign(Strict):
+    """A promotion on purchases between `starts_at` and `ends_at`. Applied by priority (lower first); an
+    exclusive campaign applies only alone, and stops the ones after it."""
+
+    id: Identifier
+    name: str = Field(min_length=1, max_length=200)
+    starts_at: datetime
+    ends_at: datetime
+    target: CampaignTarget = CampaignTarget()
+    effect: CampaignEffect
+    budget_points: Annotated[int, Field(gt=0)] | None = Field(default=None, description="stops when spent")
+    priority: int = 100
+    exclusive: bool = False
+
+    @model_validator(mode="after")
+    def _ends_after_start(self) -> "Campaign":
+        if self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        return self
+
+
 class ProgramDocument(Strict):
     name: str = Field(min_length=1, max_length=200)
     currency: str = Field(pattern=r"^[A-Z]{3}$")
@@ -174,6 +330,14 @@ class ProgramDocument(Strict):
     refunds: Refunds = Refunds()
     rules: tuple[EarnRule, ...] = ()
     rewards: tuple[Reward, ...] = ()
+    tiers: Tiers | None = None
+    stamp_cards: tuple[StampCard, ...] = ()
+    birthday: Occasion | None = None
+    anniversary: Occasion | None = None
+    campaigns: tuple[Campaign, ...] = ()
+    recognition: bool = Field(
+        default=False, description="keep each member's visits and most bought products and categories"
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -184,15 +348,43 @@ class ProgramDocument(Strict):
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 
-    @field_validator("rules", "rewards")
+    @field_validator("rules", "rewards", "stamp_cards", "campaigns")
     @classmethod
-    def _unique_ids(cls, items: tuple[EarnRule, ...] | tuple[Reward, ...]) -> tuple[object, ...]:
+    def _unique_ids(
+        cls, items: tuple[EarnRule, ...] | tuple[Reward, ...] | tuple[StampCard, ...] | tuple[Campaign, ...]
+    ) -> tuple[object, ...]:
         seen: set[str] = set()
         for item in items:
             if item.id in seen:
                 raise ValueError(f"id {item.id!r} is used twice")
             seen.add(item.id)
         return items
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> "ProgramDocument":
+        tier_ids = {level.id for level in self.tiers.levels} if self.tiers else set()
+        reward_ids = {r.id for r in self.rewards}
+        free = {r.id for r in self.rewards if r.kind in (RewardKind.COUPON, RewardKind.FREE_PRODUCT)}
+        wanted_tiers = [
+            *((f"rewards.{r.id}.min_tier", r.min_tier) for r in self.rewards),
+            *((f"rewards.{r.id}.early_access", e.tier) for r in self.rewards for e in r.early_access),
+            *((f"campaigns.{c.id}.target.tier", c.target.tier) for c in self.campaigns),
+        ]
+        for path, tier in wanted_tiers:
+            if tier is not None and tier not in tier_ids:
+                raise ValueError(f"{path}: no tier {tier!r} in tiers.levels")
+        wanted_rewards = [
+            *((f"stamp_cards.{c.id}.reward", c.reward) for c in self.stamp_cards),
+            ("birthday.reward", self.birthday.reward if self.birthday else None),
+            ("anniversary.reward", self.anniversary.reward if self.anniversary else None),
+            *((f"campaigns.{c.id}.effect.reward", c.effect.reward) for c in self.campaigns),
+        ]
+        for path, reward in wanted_rewards:
+            if reward is not None and reward not in reward_ids:
+                raise ValueError(f"{path}: no reward {reward!r} in rewards")
+            if reward is not None and reward not in free:
+                raise ValueError(f"{path}: {reward!r} must be a coupon or free product to be given away")
+        return self
 
     def reward(self, reward_id: str) -> Reward | None:
         return next((r for r in self.rewards if r.id == reward_id), None)

@@ -51,8 +51,9 @@ def advance(state: MemberState, event: AnyEvent, decision: Decision, new_lot_id:
             for new in decision.new_lots
         )
     owed = state.owed - sum(p.amount for p in decision.postings if p.account is Account.DEBT)
+    progress = state.progress if decision.progress is None else decision.progress
     # Built directly rather than with dataclasses.replace, which costs more than the decision on a hot path.
-    return MemberState(state.member_id, state.attributes, usage, owed, None, lots)
+    return MemberState(state.member_id, state.attributes, usage, owed, None, lots, progress, state.campaign_budgets)
 
 
 def advance_order(known: OrderRecord | None, change: OrderChange) -> OrderRecord:
@@ -78,6 +79,8 @@ class Replay:
         self.orders: dict[str, OrderRecord] = {}
         self.totals = ReplayTotals()
         self._lot_ids = count(1).__next__
+        # Campaign budgets are shared by all members: points left per budgeted campaign.
+        self.budgets = {c.id: c.budget_points for c in program.document.campaigns if c.budget_points is not None}
 
     def run(self, events: Iterable[AnyEvent]) -> ReplayTotals:
         for event in events:
@@ -88,7 +91,11 @@ class Replay:
         state = self.members.get(event.member_id) or MemberState(event.member_id)
         if isinstance(event, (Purchase, Refund)) and (order := self.orders.get(event.order_id)) is not None:
             state = replace(state, order=order)
+        if self.budgets:
+            state = replace(state, campaign_budgets=dict(self.budgets))
         decision = decide(self.program, state, event)
+        for campaign_id, points in decision.campaign_spend:
+            self.budgets[campaign_id] -= points
         self.members[event.member_id] = advance(state, event, decision, self._lot_ids)
         if decision.order is not None:
             self.orders[decision.order.order_id] = advance_order(

@@ -31,6 +31,7 @@ from patron.domain.engine import (
 from patron.domain.events import Purchase, Refund, rule_trigger
 from patron.domain.ledger import Account, Lot, LotDebit, LotStatus
 from patron.domain.replay import advance, advance_order
+from patron.services import progress as progress_store
 from patron.services.errors import IdempotencyConflict, Invalid, NotFound, ServiceError
 from patron.services.hashing import request_fingerprint
 from patron.services.journal_text import journal_memo, journal_reference
@@ -122,6 +123,8 @@ class _BatchState:
         self.order_times: dict[str, datetime] = {}
         self.versions: list[tuple[datetime, int]] = []
         self.next_lot_id = -1  # lots born in this batch get negative ids until they are written
+        self.budget_limits: dict[str, int] = {}
+        self.budgets: dict[str, int] = {}  # points left per budgeted campaign, carried through the batch
 
     @classmethod
     def load(cls, conn: Connection, cache: ProgramCache, program_id: int, batch: Sequence[AnyEvent]) -> "_BatchState":
@@ -169,7 +172,16 @@ class _BatchState:
         self._load_orders(batch)
         self._load_usage(batch, by_id)
         self._load_lots(batch, by_id)
+        self._load_progress(batch, by_id)
         return self
+
+    def _load_progress(self, batch: Sequence[AnyEvent], by_id: dict[int, _Member]) -> None:
+        programs = {p.version: p for e in batch if (p := self._program_at(e.occurred_at)) is not None}.values()
+        if any(p.tracks_progress for p in programs) and by_id:
+            for member_id, found in progress_store.load(self.conn, list(by_id)).items():
+                by_id[member_id].state = replace(by_id[member_id].state, progress=found)
+        self.budget_limits = progress_store.budget_limits(programs)
+        self.budgets = progress_store.lock_budgets(self.conn, self.program_id, self.budget_limits)
 
     def _load_orders(self, batch: Sequence[AnyEvent]) -> None:
         order_ids = sorted({e.order_id for e in batch if isinstance(e, (Purchase, Refund))})
@@ -267,6 +279,8 @@ class _BatchState:
             if known is not None and known[0] != member.id:
                 raise Invalid(f"order {event.order_id!r} belongs to another member", field="order_id")
             state = replace(state, order=known[1] if known else None)
+        if self.budgets:
+            state = replace(state, campaign_budgets=dict(self.budgets))
         try:
             decision = decide(program, state, event)
         except EventRejected as exc:
@@ -279,6 +293,9 @@ class _BatchState:
             return self.next_lot_id
 
         member.state = advance(state, event, decision, new_lot_id)
+        for campaign_id, points in decision.campaign_spend:
+            if campaign_id in self.budgets:
+                self.budgets[campaign_id] -= points
         for posting in decision.postings:
             if posting.account is Account.AVAILABLE:
                 member.available += posting.amount
@@ -367,6 +384,17 @@ def _write(conn: Connection, program_id: int, accepted: list[_Accepted], state: 
         _write_lots(conn, program_id, [(transaction_of[a.index], a) for a, _ in posting])
     _write_usage(conn, accepted)
     _write_orders(conn, program_id, state)
+    progress_store.record(
+        conn,
+        program_id,
+        [
+            progress_store.Effects(a.member.id, row, a.event.occurred_at, a.decision)
+            for a, row in zip(accepted, event_rows, strict=True)
+        ],
+        {a.member.id: a.member.state.progress for a in accepted if a.decision.progress is not None},
+        state.budget_limits,
+        now=now,
+    )
     replies = []
     for a, row in zip(accepted, event_rows, strict=True):
         a.receipt = a.receipt.model_copy(update={"transaction_id": transaction_of.get(a.index)})

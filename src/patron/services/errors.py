@@ -36,3 +36,7 @@ class InsufficientPointsError(Conflict):
 
 class OutOfStock(Conflict):
     title = "Out of stock"
+
+
+class NotEligible(Conflict):
+    title = "Not eligible"

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, and_, select
 
 from patron.domain.members import MemberProfile
-from patron.services import cursors
+from patron.services import cursors, standing
 from patron.services.errors import NotFound
 from patron.services.views import Balance, HistoryEntry, HistoryPage, LotView, MemberPage, MemberView, PostingView
 from patron.store import ledger
@@ -58,6 +58,7 @@ def view(conn: Connection, program_id: int, external_id: str, *, now: datetime) 
         )
         .order_by(lots.c.expires_at, lots.c.id)
     ).all()
+    tier, recognition = standing.standing(conn, program_id, row.id, row.created_at, now=now)
     return MemberView(
         member_id=row.external_id,
         email=row.email,
@@ -69,6 +70,8 @@ def view(conn: Connection, program_id: int, external_id: str, *, now: datetime) 
         member_since=row.created_at,
         balance=balance(conn, row.id),
         expiring_soon=[_lot_view(lot) for lot in soon],
+        tier=tier,
+        recognition=recognition,
     )
 
 

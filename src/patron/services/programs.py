@@ -13,7 +13,7 @@ from patron.domain.engine import CompiledProgram
 from patron.domain.program import ProgramDocument, RewardKind
 from patron.services.errors import Conflict, Invalid, NotFound
 from patron.store.database import Database
-from patron.store.tables import program_versions, programs, reward_stock
+from patron.store.tables import campaign_budgets, program_versions, programs, reward_stock
 from patron.store.upsert import insert_or_ignore
 
 
@@ -93,6 +93,11 @@ def publish(
         gifts = [r.id for r in document.rewards if r.kind is RewardKind.GIFT]
         if gifts:
             insert_or_ignore(conn, reward_stock, [{"program_id": program, "reward_id": g, "given": 0} for g in gifts])
+        budgeted = [c.id for c in document.campaigns if c.budget_points is not None]
+        if budgeted:
+            insert_or_ignore(
+                conn, campaign_budgets, [{"program_id": program, "campaign_id": c, "spent": 0} for c in budgeted]
+            )
         return PublishedVersion(slug, version, start, now, actor, document)
 
     return db.run(work)

@@ -5,16 +5,18 @@ from datetime import datetime
 
 from sqlalchemy import Connection, func, insert, select, update
 
+from patron.domain import tiers
 from patron.domain.ledger import Account, InsufficientPoints, Posting, plan_spend
 from patron.domain.program import RewardKind
 from patron.services import members as member_service
-from patron.services.errors import Conflict, InsufficientPointsError, NotFound, OutOfStock
+from patron.services.errors import Conflict, InsufficientPointsError, NotEligible, NotFound, OutOfStock
 from patron.services.hashing import request_fingerprint
 from patron.services.idempotency import StoredReply, recall_key, remember_key, run_keyed
 from patron.services.programs import ProgramCache
 from patron.services.views import RedemptionView
 from patron.store import ledger
 from patron.store.database import Database
+from patron.store.progress import load_one as load_progress
 from patron.store.tables import redemptions, reward_stock
 
 # Crockford's base32 without I, L, O, U: codes read aloud at a till are not mistaken.
@@ -57,6 +59,11 @@ def redeem(
         reward = program.document.reward(reward_id)
         if reward is None:
             raise NotFound(f"no reward {reward_id!r} in program version {program.version}", field="reward_id")
+        refusal = tiers.reward_refusal(
+            program.document, reward, tiers.tier_at(program.document, load_progress(conn, member.id), now), now
+        )
+        if refusal is not None:
+            raise NotEligible(refusal, field="reward_id")
         if reward.per_member_limit is not None:
             taken = conn.execute(
                 select(func.count()).where(redemptions.c.member_id == member.id, redemptions.c.reward_id == reward.id)

@@ -22,6 +22,35 @@ class LotView(BaseModel):
     order_id: str | None
 
 
+class TierView(BaseModel):
+    """The member's tier and the distance to the next ("240 points to Gold")."""
+
+    tier: str | None
+    name: str | None
+    since: datetime | None
+    qualify_on: str
+    window: str
+    qualifying: str
+    next_tier: str | None
+    missing: str | None
+    progress: str
+    earn_multiplier: str
+    free_shipping: bool
+    dedicated_service: bool
+
+
+class RecognitionView(BaseModel):
+    """What staff need to greet a regular: "the usual", how often they come, since when."""
+
+    usual_sku: str | None
+    usual_category: str | None
+    visits: int
+    last_visit: datetime | None
+    member_since: datetime
+    tier: str | None
+    scores: dict[str, int]
+
+
 class MemberView(BaseModel):
     member_id: str
     email: str | None
@@ -33,6 +62,8 @@ class MemberView(BaseModel):
     member_since: datetime
     balance: Balance
     expiring_soon: list[LotView]
+    tier: TierView | None = None
+    recognition: RecognitionView | None = None
 
 
 class MemberPage(BaseModel):

@@ -74,6 +74,7 @@ members = Table(
     Column("phone", String(32)),
     Column("birthday", Date),
     Column("locale", String(35)),
+    Column("timezone", String(64)),  # the member's own, for birthdays; the program's when not given
     Column("attributes", JSON, nullable=False),
     # Marketing mail is opt-in (GDPR, the Polish and Chinese rules on commercial e-mail): false until given.
     Column("marketing_consent", Boolean, nullable=False, server_default=false()),
@@ -307,4 +308,70 @@ coupon_redemptions = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Index(None, "coupon_id"),
     Index(None, "member_id", "batch_id"),
+)
+
+# What the engine remembers of a member beyond points (domain.progress.Progress): tier and its tallies, stamp
+# cards, categories bought, references already rewarded. Changed only under the member's lock.
+member_progress = Table(
+    "member_progress",
+    metadata,
+    Column("member_id", ForeignKey("members.id"), primary_key=True),
+    Column("state", JSON, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# Every tier change with its reason, append-only.
+tier_changes = Table(
+    "tier_changes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("program_id", ForeignKey("programs.id"), nullable=False),
+    Column("member_id", ForeignKey("members.id"), nullable=False),
+    Column("from_tier", String(64)),
+    Column("to_tier", String(64)),
+    Column("reason", Text, nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("event_id", ForeignKey("events.id")),  # null when the tier review job made the change
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Index(None, "member_id", "id"),
+)
+
+# Rewards given for free (a full stamp card, a campaign, a birthday), each with its own coupon code.
+reward_grants = Table(
+    "reward_grants",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("program_id", ForeignKey("programs.id"), nullable=False),
+    Column("member_id", ForeignKey("members.id"), nullable=False),
+    Column("reward_id", String(64), nullable=False),
+    Column("reward_kind", String(16), nullable=False),
+    Column("source", String(80), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("coupon_code", String(32), nullable=False, unique=True),
+    Column("event_id", ForeignKey("events.id")),
+    Column("granted_at", UtcDateTime, nullable=False),
+    Index(None, "member_id", "id"),
+)
+
+# Points a budgeted campaign has given, raised only by a conditional UPDATE that refuses to pass the budget.
+campaign_budgets = Table(
+    "campaign_budgets",
+    metadata,
+    Column("program_id", ForeignKey("programs.id"), primary_key=True),
+    Column("campaign_id", String(64), primary_key=True),
+    Column("spent", BigInteger, nullable=False),
+    CheckConstraint("spent >= 0", name="spent_not_negative"),
+)
+
+# Birthday and anniversary grants: the primary key makes `patron grant birthdays` idempotent per member per year.
+occasion_grants = Table(
+    "occasion_grants",
+    metadata,
+    Column("member_id", ForeignKey("members.id"), primary_key=True),
+    Column("occasion", String(16), primary_key=True),
+    Column("year", Integer, primary_key=True),
+    Column("program_id", ForeignKey("programs.id"), nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("transaction_id", ForeignKey("journal.id")),
+    Column("granted_at", UtcDateTime, nullable=False),
 )

@@ -1,0 +1,232 @@
+"""Tiers: qualification over a window, upgrades the moment a threshold is met, downgrades at a window's end.
+
+Pure functions of (tiers, progress, moment): the engine calls them on every event, the tier review job and the
+member read model call them with the clock's time, and all three agree.
+"""
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from patron.domain.calendar import add_months
+from patron.domain.program import (
+    DowngradeAtWindowEnd,
+    ProgramDocument,
+    Reward,
+    TierLevel,
+    TierMetric,
+    Tiers,
+    TierWindow,
+)
+from patron.domain.progress import Progress, Tally
+
+KEPT_MONTHS = 25  # enough for a rolling window reviewed at the end of a grace period of up to a year
+
+
+@dataclass(frozen=True, slots=True)
+class TierChange:
+    from_tier: str | None
+    to_tier: str | None
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """Where a member stands: their tier, what they have in the current window, and what the next tier needs."""
+
+    level: TierLevel | None
+    since: datetime | None
+    qualifying: Decimal
+    next_level: TierLevel | None
+    missing: Decimal | None
+    message: str
+
+
+def month_key(moment: datetime, zone: ZoneInfo) -> str:
+    local = moment.astimezone(zone)
+    return f"{local.year:04d}-{local.month:02d}"
+
+
+def add_tally(progress: Progress, moment: datetime, zone: ZoneInfo, tally: Tally) -> Progress:
+    """Counts `tally` in the month of `moment`, and forgets months no window can reach any more."""
+    key = month_key(moment, zone)
+    oldest = month_key(add_months(moment.astimezone(zone).replace(day=1), -KEPT_MONTHS), zone)
+    months = {k: v for k, v in progress.months.items() if k >= oldest}
+    months[key] = months.get(key, Tally()).plus(tally)
+    return replace(progress, months=months, lifetime=progress.lifetime.plus(tally))
+
+
+def measure(tally: Tally, metric: TierMetric) -> Decimal:
+    if metric is TierMetric.POINTS:
+        return Decimal(tally.points)
+    if metric is TierMetric.SPEND:
+        return tally.spend
+    return Decimal(tally.visits)
+
+
+def _sum(progress: Progress, keys: set[str]) -> Tally:
+    total = Tally()
+    for key in keys:
+        if key in progress.months:
+            total = total.plus(progress.months[key])
+    return total
+
+
+def _months_before(moment_local: datetime, count: int, *, including: bool) -> set[str]:
+    first = moment_local.replace(day=1)
+    offsets = range(0, count) if including else range(1, count + 1)
+    return {f"{m.year:04d}-{m.month:02d}" for m in (add_months(first, -i) for i in offsets)}
+
+
+def window_value(tiers: Tiers, progress: Progress, at: datetime, zone: ZoneInfo) -> Decimal:
+    """What counts towards a tier now: the current calendar year, the last 12 months (this one included) or all."""
+    if tiers.window is TierWindow.LIFETIME:
+        return measure(progress.lifetime, tiers.qualify_on)
+    local = at.astimezone(zone)
+    if tiers.window is TierWindow.CALENDAR_YEAR:
+        keys = {k for k in progress.months if k.startswith(f"{local.year:04d}-")}
+    else:
+        keys = _months_before(local, 12, including=True)
+    return measure(_sum(progress, keys), tiers.qualify_on)
+
+
+def _window_name(tiers: Tiers, at: datetime, zone: ZoneInfo) -> str:
+    if tiers.window is TierWindow.CALENDAR_YEAR:
+        return f"in {at.astimezone(zone).year}"
+    if tiers.window is TierWindow.ROLLING_12_MONTHS:
+        return "in the last 12 months"
+    return "in all"
+
+
+def amount(tiers: Tiers, value: Decimal, currency: str) -> str:
+    if tiers.qualify_on is TierMetric.SPEND:
+        return f"{value.quantize(Decimal('0.01'))} {currency}"
+    unit = "points" if tiers.qualify_on is TierMetric.POINTS else "visits"
+    whole = int(value)
+    return f"{whole} {unit[:-1] if whole == 1 else unit}"
+
+
+def upgrade(
+    tiers: Tiers, progress: Progress, at: datetime, zone: ZoneInfo, currency: str
+) -> tuple[Progress, list[TierChange]]:
+    """Raises the tier as soon as the current window reaches a higher threshold (levels may be skipped)."""
+    value = window_value(tiers, progress, at, zone)
+    reached = None
+    for level in tiers.levels:
+        if value >= level.threshold:
+            reached = level
+    if reached is None or tiers.rank(reached.id) <= tiers.rank(progress.tier):
+        return progress, []
+    reason = (
+        f"{amount(tiers, value, currency)} {_metric_verb(tiers)} {_window_name(tiers, at, zone)} "
+        f"reached {reached.name} ({amount(tiers, reached.threshold, currency)})"
+    )
+    # A new tier is judged at the end of the window it was reached in: the years before are no longer due.
+    reviewed = f"{at.astimezone(zone).year - 1:04d}" if tiers.window is TierWindow.CALENDAR_YEAR else None
+    changed = replace(progress, tier=reached.id, tier_since=at, reviewed_through=reviewed)
+    return changed, [TierChange(progress.tier, reached.id, reason, at)]
+
+
+def _metric_verb(tiers: Tiers) -> str:
+    return {TierMetric.POINTS: "earned", TierMetric.SPEND: "spent", TierMetric.VISITS: "made"}[tiers.qualify_on]
+
+
+def review(
+    tiers: Tiers, progress: Progress, at: datetime, zone: ZoneInfo, currency: str
+) -> tuple[Progress, list[TierChange]]:
+    """Downgrades due by `at`: each window that ended (plus the grace period) below the tier's threshold costs one
+    level. Windows already reviewed are not reviewed again, so running it twice changes nothing."""
+    policy = tiers.downgrade
+    if (
+        not isinstance(policy, DowngradeAtWindowEnd)
+        or tiers.window is TierWindow.LIFETIME
+        or progress.tier is None
+        or progress.tier_since is None
+    ):
+        return progress, []
+    grace = timedelta(days=policy.grace_days)
+    changes: list[TierChange] = []
+    for _ in range(100):  # bounded: a member silent for decades is reviewed a hundred windows at most
+        level = tiers.level(progress.tier)
+        if level is None or progress.tier_since is None:
+            break
+        window = _next_window_end(tiers, progress, zone)
+        end, label, keys, key_text = window
+        if end + grace > at:
+            break
+        ended = measure(_sum(progress, keys), tiers.qualify_on)
+        # Already back above the threshold in the window under way (the grace period is for that): keep the tier.
+        current = window_value(tiers, progress, at if at < end + grace else end + grace, zone)
+        reviewed = replace(progress, reviewed_through=key_text)
+        if ended >= level.threshold or current >= level.threshold:
+            progress = reviewed
+            continue
+        rank = tiers.rank(level.id)
+        lower = tiers.levels[rank - 2].id if rank >= 2 else None
+        reason = (
+            f"{amount(tiers, ended, currency)} {_metric_verb(tiers)} {label}; {level.name} needs "
+            f"{amount(tiers, level.threshold, currency)}: down one level after {policy.grace_days} days' grace"
+        )
+        changes.append(TierChange(level.id, lower, reason, end + grace))
+        progress = replace(reviewed, tier=lower, tier_since=end + grace if lower is None else progress.tier_since)
+    return progress, changes
+
+
+def _next_window_end(tiers: Tiers, progress: Progress, zone: ZoneInfo) -> tuple[datetime, str, set[str], str]:
+    """The end of the first window not yet reviewed: (end, its description, its month keys, its review key)."""
+    assert progress.tier_since is not None
+    since = progress.tier_since.astimezone(zone)
+    if tiers.window is TierWindow.CALENDAR_YEAR:
+        year = max(int(progress.reviewed_through) + 1 if progress.reviewed_through else since.year, since.year)
+        keys = {k for k in progress.months if k.startswith(f"{year:04d}-")}
+        return datetime(year + 1, 1, 1, tzinfo=zone), f"in {year}", keys, f"{year:04d}"
+    # Rolling windows are reviewed on each anniversary of reaching the tier, over the 12 months before it.
+    previous = datetime.fromisoformat(progress.reviewed_through) if progress.reviewed_through else since
+    end_local = add_months(previous.astimezone(zone), 12)
+    end = datetime(
+        end_local.year, end_local.month, end_local.day, end_local.hour, end_local.minute, end_local.second, tzinfo=zone
+    )
+    keys = _months_before(end_local, 12, including=False)
+    return end, "in the 12 months before " + end_local.date().isoformat(), keys, end.isoformat()
+
+
+def standing(tiers: Tiers, progress: Progress, at: datetime, zone: ZoneInfo, currency: str) -> Standing:
+    """The member's tier at `at` (downgrades due applied), and the distance to the next one."""
+    progress, _ = review(tiers, progress, at, zone, currency)
+    level = tiers.level(progress.tier)
+    value = window_value(tiers, progress, at, zone)
+    rank = tiers.rank(progress.tier)
+    next_level = tiers.levels[rank] if rank < len(tiers.levels) else None
+    if next_level is None:
+        assert level is not None
+        return Standing(level, progress.tier_since, value, None, None, f"{level.name}: the highest tier")
+    missing = max(next_level.threshold - value, Decimal(0))
+    message = f"{amount(tiers, missing, currency)} to {next_level.name}"
+    return Standing(level, progress.tier_since, value, next_level, missing, message)
+
+
+def tier_at(document: ProgramDocument, progress: Progress, at: datetime) -> str | None:
+    """The member's tier at `at`, with the downgrades due by then applied."""
+    if document.tiers is None:
+        return None
+    progress, _ = review(document.tiers, progress, at, ZoneInfo(document.timezone), document.currency)
+    return progress.tier
+
+
+def reward_refusal(document: ProgramDocument, reward: Reward, tier: str | None, at: datetime) -> str | None:
+    """Why a member of `tier` may not redeem `reward` at `at` (a tier-only reward, or one not yet open to them)."""
+    ladder = document.tiers
+    rank = ladder.rank(tier) if ladder is not None else 0
+    if reward.min_tier is not None and ladder is not None and rank < ladder.rank(reward.min_tier):
+        needed = ladder.level(reward.min_tier)
+        name = needed.name if needed is not None else reward.min_tier
+        return f"{reward.name!r} is for {name} members and above"
+    opens = reward.available_from
+    for access in reward.early_access:
+        if ladder is not None and rank >= ladder.rank(access.tier):
+            opens = access.available_from if opens is None else min(opens, access.available_from)
+    if opens is not None and at < opens:
+        return f"{reward.name!r} opens to you on {opens.isoformat()}"
+    return None

@@ -1,0 +1,137 @@
+"""Reading and writing what decisions remember beyond points: member progress, tier changes, rewards given for
+free, campaign budgets. Called by single and batch ingestion inside their transaction, under the member locks."""
+
+__all__ = ["Effects", "budget_limits", "load", "load_one", "lock_budgets", "record"]
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from patron.domain.engine import CompiledProgram, Decision
+from patron.domain.progress import Progress
+from patron.services.errors import Conflict
+from patron.services.redemptions import coupon_code
+from patron.store.progress import load, load_one
+from patron.store.tables import campaign_budgets, member_progress, reward_grants, tier_changes
+
+
+def budget_limits(programs: Iterable[CompiledProgram]) -> dict[str, int]:
+    """The points budget of each budgeted campaign in these program versions (the smallest, if versions differ)."""
+    limits: dict[str, int] = {}
+    for program in programs:
+        for c in program.document.campaigns:
+            if c.budget_points is not None:
+                limits[c.id] = min(c.budget_points, limits.get(c.id, c.budget_points))
+    return limits
+
+
+def lock_budgets(conn: Connection, program_id: int, budgets: dict[str, int]) -> dict[str, int]:
+    """Points left per budgeted campaign. In a write transaction the budget rows stay locked until it ends: the
+    campaign's spending is then serialised, so a budget is never passed however many purchases race for it."""
+    if not budgets:
+        return {}
+    query = (
+        select(campaign_budgets.c.campaign_id, campaign_budgets.c.spent)
+        .where(campaign_budgets.c.program_id == program_id, campaign_budgets.c.campaign_id.in_(sorted(budgets)))
+        .order_by(campaign_budgets.c.campaign_id)
+    )
+    if conn.get_execution_options().get("patron_write"):
+        query = query.with_for_update()
+    spent = {r.campaign_id: r.spent for r in conn.execute(query)}
+    return {c: max(limit - spent.get(c, 0), 0) for c, limit in budgets.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Effects:
+    """One decision's effects beyond the ledger, for one member."""
+
+    member_id: int
+    event_row_id: int | None
+    occurred_at: datetime
+    decision: Decision
+
+
+def record(
+    conn: Connection,
+    program_id: int,
+    effects: Sequence[Effects],
+    final_progress: dict[int, Progress],
+    limits: dict[str, int],
+    *,
+    now: datetime,
+) -> list[str]:
+    """Writes progress (the last state of each member), tier changes, reward grants and campaign spending.
+    Returns the coupon codes granted, in the order of the decisions' grants."""
+    _save_progress(conn, final_progress, now)
+    changes = [
+        {
+            "program_id": program_id,
+            "member_id": e.member_id,
+            "from_tier": c.from_tier,
+            "to_tier": c.to_tier,
+            "reason": c.reason,
+            "occurred_at": c.at,
+            "event_id": e.event_row_id,
+            "recorded_at": now,
+        }
+        for e in effects
+        for c in e.decision.tier_changes
+    ]
+    if changes:
+        conn.execute(insert(tier_changes), changes)
+    codes: list[str] = []
+    grants = []
+    for e in effects:
+        for grant in e.decision.grants:
+            code = coupon_code()
+            codes.append(code)
+            grants.append(
+                {
+                    "program_id": program_id,
+                    "member_id": e.member_id,
+                    "reward_id": grant.reward_id,
+                    "reward_kind": "coupon",
+                    "source": grant.source,
+                    "reason": grant.reason,
+                    "coupon_code": code,
+                    "event_id": e.event_row_id,
+                    "granted_at": e.occurred_at,
+                }
+            )
+    if grants:
+        conn.execute(insert(reward_grants), grants)
+    spent: dict[str, int] = {}
+    for e in effects:
+        for campaign_id, points in e.decision.campaign_spend:
+            spent[campaign_id] = spent.get(campaign_id, 0) + points
+    for campaign_id, points in sorted(spent.items()):
+        limit = limits.get(campaign_id)
+        if limit is None:
+            continue  # unbudgeted: nothing to count
+        # Budget rows were locked before deciding; the condition is the database's own guard all the same.
+        query = update(campaign_budgets).where(
+            campaign_budgets.c.program_id == program_id,
+            campaign_budgets.c.campaign_id == campaign_id,
+            campaign_budgets.c.spent + points <= limit,
+        )
+        if conn.execute(query.values(spent=campaign_budgets.c.spent + points)).rowcount != 1:
+            raise Conflict(f"campaign {campaign_id!r} has no budget left", field="campaign")
+    return codes
+
+
+def _save_progress(conn: Connection, final_progress: dict[int, Progress], now: datetime) -> None:
+    if not final_progress:
+        return
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(member_progress)
+    statement = statement.on_conflict_do_update(
+        index_elements=["member_id"],
+        set_={"state": statement.excluded.state, "updated_at": statement.excluded.updated_at},
+    )
+    conn.execute(
+        statement,
+        [{"member_id": m, "state": p.to_json(), "updated_at": now} for m, p in sorted(final_progress.items())],
+    )
