@@ -30,13 +30,14 @@ def compose(
     # The same id on every attempt: a receiving system that got a message twice (a worker died between sending
     # and recording it) can tell it is one message.
     message["Message-ID"] = f"<patron-mail-{outbox_id}@{_domain(sender)}>"
-    message["Content-Language"] = locale.replace("_", "-")
     message["Auto-Submitted"] = "auto-generated"
     # RFC 2369 and RFC 8058: mail clients show an unsubscribe button that POSTs to the link, no page needed.
     message["List-Unsubscribe"] = f"<{unsubscribe}>"
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(rendered.text)
     message.add_alternative(rendered.html, subtype="html")
+    # After the body: turning the message multipart moves every Content-* header set before into the first part.
+    message["Content-Language"] = locale.replace("_", "-")
     return message
 
 

@@ -53,8 +53,9 @@ def queue(
         conn.execute(insert(mail_outbox), row)
         return True
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    inserted = conn.execute(dialect.insert(mail_outbox).on_conflict_do_nothing(), row)
-    return inserted.rowcount == 1
+    # RETURNING tells whether a row went in: rowcount is -1 for this statement on PostgreSQL (psycopg).
+    inserted = conn.execute(dialect.insert(mail_outbox).on_conflict_do_nothing().returning(mail_outbox.c.id), row)
+    return inserted.first() is not None
 
 
 def queue_for_all_members(
@@ -83,7 +84,7 @@ def queue_for_all_members(
     columns = [c.name for c in chosen.selected_columns]
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     statement = dialect.insert(mail_outbox).from_select(columns, chosen).on_conflict_do_nothing()
-    return conn.execute(statement).rowcount
+    return len(conn.execute(statement.returning(mail_outbox.c.id)).all())
 
 
 def _row(
