@@ -343,6 +343,19 @@ def test_two_bodies_racing_for_one_event_id_post_one_and_refuse_the_other(db):
     assert_conserved(db, s)
 
 
+def test_two_members_reporting_one_order_at_once_earn_for_it_once(db):
+    s = set_up(db, document(), member_ids=("m1", "m2"), now=T0)
+
+    # Different event ids and members: no lock is shared, so the order's own unique key decides the race.
+    outcomes = race(2, lambda i: ingest(s, purchase(event_id=f"p{i}", member_id=f"m{i + 1}")))
+
+    receipts, refused = split(outcomes, Invalid)
+    assert (len(receipts), len(refused)) == (1, 1)
+    assert refused[0].field == "order_id"
+    assert transactions(db, "purchase") == 1
+    assert_conserved(db, s)
+
+
 # Scenario 5: expiry.
 
 

@@ -19,9 +19,7 @@ from patron.domain.engine import (
 )
 from patron.domain.events import Purchase, Refund, rule_trigger
 from patron.domain.ledger import Lot, LotStatus
-from patron.domain.progress import EMPTY as EMPTY_PROGRESS
 from patron.services import members as member_service
-from patron.services import progress as progress_store
 from patron.services.bulk_ingest import ingest_many
 from patron.services.errors import Invalid, ServiceError
 from patron.services.hashing import request_fingerprint
@@ -105,12 +103,14 @@ def _once(
     try:
         return db.run(attempt)
     except IntegrityError:
-        # Another request with this event id committed between our look-up and our insert: answer as it did.
         with db.read() as conn:
             stored = recall_event(conn, program_id, event_id, digest)
-        if stored is None:
-            raise
-        return EventReceipt.model_validate(stored), True
+        if stored is not None:
+            # Another request with this event id committed between our look-up and our insert: answer as it did.
+            return EventReceipt.model_validate(stored), True
+        # Another event won the race for a row this one inserts too (two members reporting one order id at once).
+        # Judged again, with the winner's row now in sight, it gets the rules' answer rather than a 500.
+        return db.run(attempt)
 
 
 def _apply(
@@ -166,14 +166,6 @@ def _apply(
         ledger.debit_lots(conn, decision.lot_debits)
     _record_usage(conn, member.id, decision)
     _record_order(conn, program_id, member.id, event, decision)
-    progress_store.record(
-        conn,
-        program_id,
-        [progress_store.Effects(member.id, event_row, event.occurred_at, decision)],
-        {member.id: decision.progress} if decision.progress is not None else {},
-        progress_store.budget_limits([program]),
-        now=now,
-    )
     receipt = _receipt(event, decision, transaction_id, member_service.balance(conn, member.id))
     conn.execute(update(events).where(events.c.id == event_row).values(response=receipt.model_dump(mode="json")))
     return receipt, False
@@ -218,9 +210,7 @@ def _member_state(
         if isinstance(event, Refund):
             lots = tuple(ledger.open_lots(conn, member.id, statuses=(LotStatus.PENDING, LotStatus.AVAILABLE)))
     _, _, debt = ledger.balance_of(conn, member.id)
-    progress = progress_store.load_one(conn, member.id) if program.tracks_progress else EMPTY_PROGRESS
-    budgets = progress_store.lock_budgets(conn, program_id, progress_store.budget_limits([program]))
-    return MemberState(member.external_id, member.attributes, usage, -debt, order, lots, progress, budgets)
+    return MemberState(member.external_id, member.attributes, usage, -debt, order, lots)
 
 
 def _record_usage(conn: Connection, member_id: int, decision: Decision) -> None:
