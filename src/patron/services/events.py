@@ -19,7 +19,9 @@ from patron.domain.engine import (
 )
 from patron.domain.events import Purchase, Refund, rule_trigger
 from patron.domain.ledger import Lot, LotStatus
+from patron.domain.progress import EMPTY as EMPTY_PROGRESS
 from patron.services import members as member_service
+from patron.services import progress as progress_store
 from patron.services.bulk_ingest import ingest_many
 from patron.services.errors import Invalid, ServiceError
 from patron.services.hashing import request_fingerprint
@@ -166,6 +168,14 @@ def _apply(
         ledger.debit_lots(conn, decision.lot_debits)
     _record_usage(conn, member.id, decision)
     _record_order(conn, program_id, member.id, event, decision)
+    progress_store.record(
+        conn,
+        program_id,
+        [progress_store.Effects(member.id, event_row, event.occurred_at, decision)],
+        {member.id: decision.progress} if decision.progress is not None else {},
+        progress_store.budget_limits([program]),
+        now=now,
+    )
     receipt = _receipt(event, decision, transaction_id, member_service.balance(conn, member.id))
     conn.execute(update(events).where(events.c.id == event_row).values(response=receipt.model_dump(mode="json")))
     return receipt, False
@@ -210,7 +220,9 @@ def _member_state(
         if isinstance(event, Refund):
             lots = tuple(ledger.open_lots(conn, member.id, statuses=(LotStatus.PENDING, LotStatus.AVAILABLE)))
     _, _, debt = ledger.balance_of(conn, member.id)
-    return MemberState(member.external_id, member.attributes, usage, -debt, order, lots)
+    progress = progress_store.load_one(conn, member.id) if program.tracks_progress else EMPTY_PROGRESS
+    budgets = progress_store.lock_budgets(conn, program_id, progress_store.budget_limits([program]))
+    return MemberState(member.external_id, member.attributes, usage, -debt, order, lots, progress, budgets)
 
 
 def _record_usage(conn: Connection, member_id: int, decision: Decision) -> None:
