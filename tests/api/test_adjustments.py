@@ -1,15 +1,18 @@
 """Adjustments: an admin adds or removes points by hand, says why, and the audit trail remembers who."""
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import sqlalchemy as sa
 
+from patron.api.app import create_app
 from patron.services import maintenance
+from patron.services.keys import Scope
 from patron.store.tables import audit_log, members
-from tests.api.conftest import assert_problem
+from tests.api.conftest import TestClient, assert_problem, make_key
 from tests.api.events import purchase, refund, signup
 from tests.conftest import T0
-from tests.helpers import check_invariants
+from tests.helpers import check_invariants, set_up
 
 
 def adjust(api, points, reason="goodwill", member_id="m1", key="admin", **kwargs):
@@ -175,3 +178,23 @@ def test_the_same_idempotency_key_with_another_body_is_409_and_changes_nothing(a
     assert_problem(reply, 409, "Idempotency-Key")
     assert api.snapshot() == before
     assert api.balance("m1") == {"available": 75, "pending": 0, "owed": 0}
+
+
+def test_one_idempotency_key_sent_ten_times_at_once_adjusts_once(pg_db):
+    set_up(pg_db, now=T0)
+    token = make_key(pg_db, 1, "support", {Scope.ADMIN})
+    with TestClient(create_app(database=pg_db, clock=lambda: T0)) as client:
+
+        def send(_):
+            return client.post(
+                "/v1/members/m1/adjustments",
+                json={"points": 40, "reason": "late delivery"},
+                headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "ticket-12"},
+            )
+
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            replies = list(pool.map(send, range(10)))
+    assert sorted(r.status_code for r in replies) == [200] * 9 + [201], [r.text for r in replies]
+    assert len({r.text for r in replies}) == 1
+    assert len(audit_rows(pg_db)) == 1
+    check_invariants(pg_db)

@@ -276,3 +276,26 @@ def test_concurrent_redemptions_by_one_member_respect_the_limit(pg_db):
         assert conn.execute(sa.select(sa.func.count()).select_from(redemptions)).scalar_one() == 1
         assert conn.execute(sa.select(sa.func.count()).select_from(audit_log)).scalar_one() == 1  # the funding
     check_invariants(pg_db)
+
+
+def test_one_idempotency_key_sent_ten_times_at_once_redeems_once(pg_db):
+    """A till that retries before the first reply arrives: one redemption, and every reply is the first one."""
+    setup = set_up(pg_db, now=T0)
+    adjustments.adjust(pg_db, setup.cache, setup.program_id, "m1", 1000, "funds", actor="test", now=T0)
+    token = make_key(pg_db, setup.program_id, "till", {Scope.REDEEM})
+    with TestClient(create_app(database=pg_db, clock=lambda: T0)) as client:
+
+        def send(_):
+            return client.post(
+                "/v1/members/m1/redemptions",
+                json={"reward_id": "free-single"},
+                headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "till-7-sale-1"},
+            )
+
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            replies = list(pool.map(send, range(10)))
+    assert sorted(r.status_code for r in replies) == [200] * 9 + [201], [r.text for r in replies]
+    assert len({r.text for r in replies}) == 1
+    with pg_db.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(redemptions)).scalar_one() == 1
+    check_invariants(pg_db)
