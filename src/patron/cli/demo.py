@@ -1,17 +1,16 @@
 """`patron demo`: the demo program over the real CDNOW purchase history, then the API. Safe to run again."""
 
 import os
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.panel import Panel
 
-from patron.cli.common import database, number, out, safe_url, say
+from patron.cli.common import database, number, safe_url, say
 from patron.cli.jobs import print_run, run_job
 from patron.cli.server import run_server
-from patron.cli.transfer import run_import
+from patron.cli.transfer import exit_if_rejected, run_import
 from patron.demo import cdnow
 from patron.demo.totals import program_totals
 from patron.services import keys, maintenance, programs
@@ -24,15 +23,14 @@ from patron.store.database import Database
 DEMO_DATABASE = "sqlite:///patron-demo.db"
 DEMO_PROGRAM = "demo"
 PROGRAM_FILE = Path(cdnow.__file__).parent / "program.yaml"
-# The program is in force from the first day of the data, midnight in the program's (and CDNOW's) time zone.
-EFFECTIVE_FROM = datetime(1997, 1, 1, tzinfo=cdnow.ZONE)
 
 
 def demo(
     no_serve: Annotated[bool, typer.Option("--no-serve", help="Load the data and stop; do not serve the API.")] = False,
     sample: Annotated[bool, typer.Option("--sample", help="Load the 6,919-purchase sample instead of all.")] = False,
 ) -> None:
-    """Load the demo program and the real CDNOW purchase history (1997-98), then serve the API.
+    """Load the demo program and the real CDNOW purchase history (1997-98, replayed to end yesterday), then serve
+    the API.
 
     The database is PATRON_DATABASE_URL if set, else sqlite:///patron-demo.db. Running it again changes nothing
     but prints a new admin key (tokens are never stored, so an old one cannot be shown again).
@@ -42,16 +40,20 @@ def demo(
         url = db.url.render_as_string(hide_password=True)
         say(f"Database: {safe_url(url)}")
         program = _program(db)
-        _publish(db, program)
+        start = _replay_start(db, program)
+        _publish(db, program, start)
         purchases = cdnow.read(cdnow.locate(sample=sample))
+        shift = start.date() - cdnow.FIRST_DAY
+        customers = len({p.customer for p in purchases})
         say(
-            f"CDNOW: {number(len(purchases))} purchases by {number(len({p.customer for p in purchases}))} customers, "
-            f"{purchases[0].day[:4]}-{purchases[-1].day[:4]}."
+            f"CDNOW: {number(len(purchases))} purchases by {number(customers)} customers from "
+            f"{cdnow.FIRST_DAY} to {cdnow.LAST_DAY}, replayed as if made from {cdnow.FIRST_DAY + shift} to "
+            f"{cdnow.LAST_DAY + shift}."
         )
         members = cdnow.member_rows(purchases)
-        run_import("members", db, program, members, len(members))
-        orders = cdnow.order_rows(purchases)
-        run_import("orders", db, program, orders, len(orders))
+        exit_if_rejected(run_import("members", db, program, lambda: members, len(members)))
+        orders = cdnow.order_rows(purchases, shift=shift)
+        exit_if_rejected(run_import("orders", db, program, lambda: orders, len(orders)))
         now = utcnow()
         print_run("activated", run_job(db, "Activating", maintenance.activate, at=now, program=program), now)
         print_run("expired", run_job(db, "Expiring", maintenance.expire, at=now, program=program), now)
@@ -62,16 +64,11 @@ def demo(
         f"Program {DEMO_PROGRAM!r}: {number(totals.members)} members, {number(totals.orders)} orders.\n"
         f"Points earned {number(totals.earned)}, expired {number(totals.expired)}, redeemed "
         f"{number(totals.redeemed)}; available now {number(totals.available)}, pending {number(totals.pending)}.\n"
-        "Points expire 12 months after they are earned and the data ends in June 1998, so by now nearly all of "
-        "them have expired: that is what the ledger says happened."
+        "Points expire 12 months after they are earned, and the last 14 days' purchases are still in their return "
+        "window.\n"
+        "An admin API key for program 'demo', shown only now (each run makes a new one):"
     )
-    out.print(
-        Panel(
-            f"export PATRON_KEY={token}",
-            title="Admin API key for program 'demo' (shown once)",
-            expand=False,
-        )
-    )
+    say(f"export PATRON_KEY={token}")
     if no_serve:
         return
     # The API's workers read PATRON_DATABASE_URL themselves: point them at the database just loaded.
@@ -90,12 +87,28 @@ def _program(db: Database) -> int:
     return created
 
 
-def _publish(db: Database, program: int) -> None:
+def _replay_start(db: Database, program: int) -> datetime:
+    """When the replayed history begins: midnight of its first day, in the program's (and CDNOW's) time zone.
+
+    CDNOW's 18 months ended in 1998, and with 12-month expiry every point of it would have expired by now: a demo
+    where nobody has points to spend. So the history is replayed as if its last day were yesterday. The first
+    run fixes that start as the demo program's first version's effective date, and later runs read it back from
+    there, so they send the same events again (replays) instead of new ones."""
+    with db.read() as conn:
+        published = programs.list_versions(conn, program)
+    if published:
+        return published[0].effective_from.astimezone(cdnow.ZONE)
+    yesterday = utcnow().astimezone(cdnow.ZONE).date() - timedelta(days=1)
+    first_day = yesterday - (cdnow.LAST_DAY - cdnow.FIRST_DAY)
+    return datetime.combine(first_day, time(0), cdnow.ZONE)
+
+
+def _publish(db: Database, program: int, start: datetime) -> None:
     """Publishes the demo document unless a version with the same content exists (re-runs publish nothing)."""
     document = programs.read_document(PROGRAM_FILE)
     with db.read() as conn:
         published = programs.list_versions(conn, program)
     if any(version.document == document for version in published):
         return
-    version = programs.publish(db, program, document, actor="demo", now=utcnow(), effective_from=EFFECTIVE_FROM)
-    say(f"Published {PROGRAM_FILE.name} as version {version.version}, in force from 1997-01-01.")
+    version = programs.publish(db, program, document, actor="demo", now=utcnow(), effective_from=start)
+    say(f"Published {PROGRAM_FILE.name} as version {version.version}, in force from {start.date()}.")

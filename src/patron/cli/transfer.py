@@ -1,7 +1,8 @@
 """`patron import`: members and orders from CSV files, through the path the API's events take."""
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import typer
 
@@ -12,8 +13,9 @@ from patron.services.imports import ImportReport, Row
 from patron.store.database import Database
 
 app = typer.Typer(
-    help="Import members and orders from CSV files (UTF-8, a header line naming the columns). Re-running an "
-    "import changes nothing. Exits 1 when a row was rejected; the other rows are imported.",
+    help="Import members and orders from CSV files (UTF-8, a header line naming the columns). Every row is "
+    "checked first: a file with a bad row is refused whole (exit 1, the rows named) and nothing is written. "
+    "Re-running an import changes nothing.",
     no_args_is_help=True,
 )
 
@@ -21,11 +23,8 @@ app = typer.Typer(
 @app.command("members")
 def members_(file: ExistingFile, program: ProgramOption = "default") -> None:
     """Members: member_id, and optionally email, phone, birthday (YYYY-MM-DD), locale, attributes.<name>."""
-    rows = imports.read_csv(
-        file, known=imports.MEMBER_COLUMNS, required=imports.MEMBER_REQUIRED, prefix=imports.ATTRIBUTE_PREFIX
-    )
     with database() as db:
-        report = run_import("members", db, program_id(db, program), rows, imports.count_rows(file))
+        report = run_import("members", db, program_id(db, program), _csv(file, "members"), imports.count_rows(file))
     exit_if_rejected(report)
 
 
@@ -33,20 +32,43 @@ def members_(file: ExistingFile, program: ProgramOption = "default") -> None:
 def orders(file: ExistingFile, program: ProgramOption = "default") -> None:
     """Orders: member_id, order_id, occurred_at (ISO 8601 with a zone), total; optionally event_id (default
     order:<order_id>), channel, store. Members must exist: import them first."""
-    rows = imports.read_csv(file, known=imports.ORDER_COLUMNS, required=imports.ORDER_REQUIRED)
     with database() as db:
-        report = run_import("orders", db, program_id(db, program), rows, imports.count_rows(file))
+        report = run_import("orders", db, program_id(db, program), _csv(file, "orders"), imports.count_rows(file))
     exit_if_rejected(report)
 
 
-def run_import(kind: str, db: Database, program: int, rows: Iterable[Row], total: int) -> ImportReport:
-    """Imports with a progress bar and prints the report; `patron demo` uses it too."""
+def _csv(file: Path, kind: str) -> Callable[[], Iterable[Row]]:
+    """Reads the file afresh for each pass (check, then import), so a large file is never held in memory."""
+    if kind == "members":
+        return lambda: imports.read_csv(
+            file, known=imports.MEMBER_COLUMNS, required=imports.MEMBER_REQUIRED, prefix=imports.ATTRIBUTE_PREFIX
+        )
+    return lambda: imports.read_csv(file, known=imports.ORDER_COLUMNS, required=imports.ORDER_REQUIRED)
+
+
+def run_import(kind: str, db: Database, program: int, rows: Callable[[], Iterable[Row]], total: int) -> ImportReport:
+    """Checks every row, then imports them if none is bad, with progress bars; prints the report. `patron demo`
+    uses it too. A refused file's report has `rejected` > 0 and nothing was written."""
+    with progress_bar(f"Checking {kind}", total) as advance:
+        if kind == "members":
+            checked = imports.check_members(rows(), progress=advance)
+        else:
+            checked = imports.check_orders(db, program, rows(), progress=advance)
+    if checked.rejected:
+        print_rejections(checked)
+        err.print(
+            f"Nothing was imported: {number(checked.rejected)} of {number(checked.rows)} rows cannot be. "
+            "Fix them and run the import again.",
+            markup=False,
+            soft_wrap=True,
+        )
+        return checked
     started = time.perf_counter()
     with progress_bar(f"Importing {kind}", total) as advance:
         if kind == "members":
-            report = imports.import_members(db, program, rows, now=utcnow(), progress=advance)
+            report = imports.import_members(db, program, rows(), now=utcnow(), progress=advance)
         else:
-            report = imports.import_orders(db, program, rows, now=utcnow(), progress=advance)
+            report = imports.import_orders(db, program, rows(), now=utcnow(), progress=advance)
     print_report(kind, report, time.perf_counter() - started)
     return report
 
@@ -60,6 +82,10 @@ def print_report(kind: str, report: ImportReport, seconds: float) -> None:
     )
     if kind == "orders" and report.accepted:
         say(f"  They earned {number(report.points)} points ({number(report.pending_points)} of them pending).")
+    print_rejections(report)
+
+
+def print_rejections(report: ImportReport) -> None:
     if report.rejections:
         shown = len(report.rejections)
         first = f" (the first {shown} of {number(report.rejected)})" if shown < report.rejected else ""

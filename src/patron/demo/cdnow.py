@@ -8,7 +8,7 @@ import path (`services.imports`) as `patron import members` and `patron import o
 import importlib.metadata
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -21,6 +21,8 @@ SAMPLE = "CDNOW_sample.txt"  # 6,919 purchases by 2,357 of those customers, with
 # CDNOW was a store in Pennsylvania; the file has dates only, so every purchase happens at noon local time.
 ZONE = ZoneInfo("America/New_York")
 PURCHASE_HOUR = 12
+FIRST_DAY = date(1997, 1, 1)
+LAST_DAY = date(1998, 6, 30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,15 +82,18 @@ def member_rows(purchases: list[CdnowPurchase]) -> list[Row]:
     return [(line, {"member_id": member_id(customer)}) for customer, line in first.items()]
 
 
-def order_rows(purchases: list[CdnowPurchase]) -> list[Row]:
+def order_rows(purchases: list[CdnowPurchase], *, shift: timedelta = timedelta(0)) -> list[Row]:
     """One order per purchase. A customer can buy twice on a day (1,774 times in the master file), so the order
     id numbers the customer's purchases of the day: the same purchase gets the same id in the sample and the
-    master file (the sample holds all of its customers' rows, in the same order), and importing both is safe."""
+    master file (the sample holds all of its customers' rows, in the same order), and importing both is safe.
+
+    `shift` (whole days) moves every purchase in time; the order ids keep the file's own dates."""
     seen: Counter[tuple[str, str]] = Counter()
     rows: list[Row] = []
     for p in purchases:
         seen[(p.customer, p.day)] += 1
-        at = datetime(int(p.day[:4]), int(p.day[4:6]), int(p.day[6:]), PURCHASE_HOUR, tzinfo=ZONE)
+        # Adding days to an aware datetime keeps its wall time: every purchase stays at noon local time.
+        at = datetime(int(p.day[:4]), int(p.day[4:6]), int(p.day[6:]), PURCHASE_HOUR, tzinfo=ZONE) + shift
         cells = {
             "member_id": p.member_id,
             "order_id": f"{p.member_id}:{p.day}:{seen[(p.customer, p.day)]}",

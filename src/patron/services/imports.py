@@ -1,10 +1,13 @@
 """Bulk imports of members and orders from rows of text (CSV files, the CDNOW demo data).
 
-Orders go through exactly the path a merchant's events take (`events.ingest_batch`, a batch per transaction),
-so an import earns what the live API would and is idempotent the same way: every order has an event id, and a
-re-run replays stored receipts instead of earning twice. Members are written in batches too (see
-`import_members` for why not one `members.upsert` per row). No Typer here: the CLI only wires these functions
-to files, progress bars and messages.
+An import is two passes. `check_members` / `check_orders` read every row and write nothing: a file with a bad
+row (a cell that does not parse, an order of a member who does not exist, one event id for two different
+orders) is refused whole, so fixing it and running again is all a merchant has to do. Then `import_members` /
+`import_orders` write. Orders go through exactly the path a merchant's events take (`events.ingest_batch`, a
+batch per transaction), so an import earns what the live API would and is idempotent the same way: every order
+has an event id, and a re-run replays stored receipts instead of earning twice. Members are written in batches
+too (see `import_members` for why not one `members.upsert` per row). No Typer here: the CLI only wires these
+functions to files, progress bars and messages.
 """
 
 import csv
@@ -28,7 +31,7 @@ from patron.services.programs import ProgramCache
 from patron.services.views import EventReceipt
 from patron.store import members as member_rows
 from patron.store.database import Database
-from patron.store.tables import balances, events, members
+from patron.store.tables import balances, members
 
 BATCH_SIZE = 1_000  # events per transaction: large enough to amortise the commit, small enough to hold in memory
 SHOWN_REJECTIONS = 5  # the first few rejected rows are reported with their reasons; the rest are counted
@@ -128,6 +131,13 @@ def _rows(handle: Any, reader: Any, header: list[str]) -> Iterator[Row]:
         for cells in reader:
             if not any(c.strip() for c in cells):
                 continue  # blank lines, often at the end of a file
+            if len(cells) > len(header):
+                # Reading on would shift values into the wrong columns (an unquoted "12,50" makes two cells).
+                raise Invalid(
+                    f"line {reader.line_num} has {len(cells)} cells but the header names {len(header)} columns "
+                    "(a value with a comma needs double quotes)",
+                    field="file",
+                )
             # reader.line_num is the line the row ended on, which names the right line in the file.
             yield (
                 reader.line_num,
@@ -155,6 +165,57 @@ def parse_order(cells: Mapping[str, str]) -> Purchase:
     if "event_id" not in values and "order_id" in values:
         values["event_id"] = order_event_id(values["order_id"])
     return Purchase.model_validate(values)
+
+
+def check_orders(
+    db: Database,
+    program_id: int,
+    rows: Iterable[Row],
+    *,
+    batch_size: int = BATCH_SIZE,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Finds the rows `import_orders` could not import, writing nothing: cells that do not make a purchase, members
+    who do not exist, and an event id given to two different rows. `rejected` is 0 when the file is fit to import
+    (a concurrent writer could still refuse a row then; the import reports it)."""
+    report = ImportReport()
+    # event id -> hash of the first row's event: a different hash proves a different event (an equal one could
+    # still hide a difference, which the import itself then refuses as an idempotency conflict)
+    first_rows: dict[str, int] = {}
+    iterator = iter(rows)
+    while batch := list(islice(iterator, batch_size)):
+        parsed: list[tuple[int, Purchase]] = []
+        for line, cells in batch:
+            key = cells.get("event_id") or cells.get("order_id", "")
+            try:
+                event = parse_order(cells)
+            except ValidationError as exc:
+                report.reject(_from_validation(line, key, exc))
+                continue
+            digest = hash(event)
+            if first_rows.setdefault(event.event_id, digest) != digest:
+                report.reject(Rejection(line, key, "event_id", "an earlier row has this event id with other values"))
+                continue
+            parsed.append((line, event))
+        with db.read() as conn:
+            unknown = _unknown_members(conn, program_id, {event.member_id for _, event in parsed})
+        for line, event in parsed:
+            if event.member_id in unknown:
+                report.reject(
+                    Rejection(line, event.event_id, "member_id", f"no member {event.member_id!r}: import members first")
+                )
+        report.rows += len(batch)
+        if progress is not None:
+            progress(len(batch))
+    return report
+
+
+def _unknown_members(conn: Connection, program_id: int, member_ids: set[str]) -> set[str]:
+    wanted = sorted(member_ids)
+    found = conn.execute(
+        select(members.c.external_id).where(members.c.program_id == program_id, members.c.external_id.in_(wanted))
+    ).scalars()
+    return member_ids - set(found)
 
 
 def import_orders(
@@ -195,34 +256,22 @@ def _ingest(
     now: datetime,
     report: ImportReport,
 ) -> None:
-    known = _known_event_ids(db, program_id, [event.event_id for _, event in parsed])
-    outcomes = event_service.ingest_batch(db, cache, program_id, [event for _, event in parsed], now=now)
+    outcomes = event_service.ingest_batch_reporting_replays(
+        db, cache, program_id, [event for _, event in parsed], now=now
+    )
     for (line, event), outcome in zip(parsed, outcomes, strict=True):
         if isinstance(outcome, ServiceError):
             report.reject(Rejection(line, event.event_id, outcome.field, outcome.detail))
-        elif event.event_id in known:
+        elif outcome[1]:  # received before, or earlier in this file: its first receipt again, nothing earned
             report.replayed += 1
         else:
-            # A second row with the same event id in this import replays the first one's receipt.
-            known.add(event.event_id)
-            _count_earned(report, outcome)
+            _count_earned(report, outcome[0])
 
 
 def _count_earned(report: ImportReport, receipt: EventReceipt) -> None:
     report.accepted += 1
     report.points += receipt.points
     report.pending_points += receipt.pending_points
-
-
-def _known_event_ids(db: Database, program_id: int, event_ids: list[str]) -> set[str]:
-    """Which of these events were received before: ingest_batch answers both kinds with a receipt, and an import
-    reports them apart. A race with another writer can only make this undercount replays, never double-earn."""
-    with db.read() as conn:
-        return set(
-            conn.execute(
-                select(events.c.event_id).where(events.c.program_id == program_id, events.c.event_id.in_(event_ids))
-            ).scalars()
-        )
 
 
 # --- members ---------------------------------------------------------------------------------------------------
@@ -234,6 +283,22 @@ def parse_member(cells: Mapping[str, str]) -> tuple[str, MemberProfile]:
     attributes = {k.removeprefix(ATTRIBUTE_PREFIX): v for k, v in cells.items() if k.startswith(ATTRIBUTE_PREFIX)}
     profile = {name: cells[name] for name in MEMBER_COLUMNS[1:] if name in cells}
     return member_id, MemberProfile.model_validate({**profile, "attributes": attributes})
+
+
+def check_members(rows: Iterable[Row], *, progress: Progress | None = None) -> ImportReport:
+    """Finds the rows `import_members` could not import, writing nothing (`rejected` is 0 when there are none)."""
+    report = ImportReport()
+    for line, cells in rows:
+        try:
+            parse_member(cells)
+        except ValidationError as exc:
+            report.reject(_from_validation(line, cells.get("member_id", ""), exc))
+        report.rows += 1
+        if progress is not None and report.rows % BATCH_SIZE == 0:
+            progress(BATCH_SIZE)
+    if progress is not None:
+        progress(report.rows % BATCH_SIZE)
+    return report
 
 
 def import_members(
