@@ -13,7 +13,17 @@ from starlette.concurrency import run_in_threadpool
 
 from patron import __version__
 from patron.api import problems
-from patron.api.routes import adjustments, coupons, events, health, members, program, redemptions, rewards
+from patron.api.routes import (
+    adjustments,
+    coupons,
+    events,
+    health,
+    members,
+    program,
+    redemptions,
+    rewards,
+    unsubscribe,
+)
 from patron.api.runtime import Runtime
 from patron.services.clock import utcnow
 from patron.services.programs import ProgramCache
@@ -54,8 +64,10 @@ def create_app(
         "program and sees nothing else. Errors are RFC 9457 problem details (application/problem+json).",
         lifespan=lifespan,
     )
+    # Read by the unsubscribe page for the key that signs its links.
+    app.state.settings = settings or Settings()
     problems.install(app)
-    for module in (health, members, events, rewards, redemptions, adjustments, program, coupons):
+    for module in (health, members, events, rewards, redemptions, adjustments, program, coupons, unsubscribe):
         app.include_router(module.router)
     _document_problems(app)
     return app
