@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from patron.cli import coupons, demo, jobs, keys, members, program, transfer
+from patron.cli import coupons, demo, jobs, keys, members, program, transfer, webhooks, worker
 from patron.cli.common import PatronGroup, ProgramOption, database, say
 from patron.cli.server import run_server
 from patron.services import programs
@@ -53,3 +53,6 @@ app.add_typer(members.app, name="member")
 app.add_typer(coupons.app, name="coupons")
 app.command("activate")(jobs.activate)
 app.command("expire")(jobs.expire)
+app.command("worker")(worker.worker)
+app.add_typer(worker.jobs_app, name="jobs")
+app.add_typer(webhooks.app, name="webhooks")

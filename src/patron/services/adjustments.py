@@ -7,6 +7,7 @@ from sqlalchemy import Connection, insert
 from patron.domain.calendar import expires_at
 from patron.domain.engine import NewLot
 from patron.domain.ledger import Account, InsufficientPoints, Posting, plan_spend
+from patron.services import announcements, outbox
 from patron.services import members as member_service
 from patron.services.errors import InsufficientPointsError, Invalid
 from patron.services.hashing import request_fingerprint
@@ -101,6 +102,13 @@ def adjust(
                 "detail": {"points": points, "transaction_id": transaction_id},
                 "created_at": now,
             },
+        )
+        outbox.emit(
+            conn,
+            announcements.adjusted(
+                program_id, member.id, points=points, reason=reason, actor=actor, transaction_id=transaction_id, at=now
+            ),
+            now=now,
         )
         result = AdjustmentView(
             member_id=member.external_id,

@@ -32,6 +32,7 @@ from patron.domain.events import Purchase, Refund, rule_trigger
 from patron.domain.ledger import Account, Lot, LotDebit, LotStatus
 from patron.domain.replay import advance, advance_order
 from patron.services import progress as progress_store
+from patron.services import announcements, outbox
 from patron.services.errors import IdempotencyConflict, Invalid, NotFound, ServiceError
 from patron.services.hashing import request_fingerprint
 from patron.services.journal_text import journal_memo, journal_reference
@@ -384,6 +385,17 @@ def _write(conn: Connection, program_id: int, accepted: list[_Accepted], state: 
         _write_lots(conn, program_id, [(transaction_of[a.index], a) for a, _ in posting])
     _write_usage(conn, accepted)
     _write_orders(conn, program_id, state)
+    outbox.emit(
+        conn,
+        [
+            e
+            for a in accepted
+            for e in announcements.event_ingested(
+                program_id, a.member.id, a.event, a.decision, transaction_of.get(a.index)
+            )
+        ],
+        now=now,
+    )
     progress_store.record(
         conn,
         program_id,

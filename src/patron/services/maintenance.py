@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Row, func, select, update
 
 from patron.domain.ledger import Account, LotStatus, Posting, plan_spend
+from patron.services import announcements, outbox
+from patron.services.outbox import EventType
 from patron.store import ledger
 from patron.store.database import Database
 from patron.store.members import lock_many
@@ -108,6 +110,7 @@ def _expire_chunk(now: datetime) -> ChunkWork:
     def work(conn: Connection, chunk_lots: ColumnElement[bool]) -> Counts:
         due = _due_per_member(conn, chunk_lots)
         conn.execute(update(lots).where(chunk_lots).values(remaining=0, status=LotStatus.EXPIRED.value))
+        outbox.emit(conn, announcements.lots_moved(EventType.POINTS_EXPIRED, due, now), now=now)
         return _post_per_program(conn, due, now, kind="expire", moves=_expiry_moves)
 
     return work
@@ -117,6 +120,7 @@ def _activate_chunk(now: datetime) -> ChunkWork:
     def work(conn: Connection, chunk_lots: ColumnElement[bool]) -> Counts:
         due = _due_per_member(conn, chunk_lots)
         conn.execute(update(lots).where(chunk_lots).values(status=LotStatus.AVAILABLE.value))
+        outbox.emit(conn, announcements.lots_moved(EventType.POINTS_ACTIVATED, due, now), now=now)
         counts = _post_per_program(conn, due, now, kind="activate", moves=_activation_moves)
         _settle_debts(conn, sorted({row[1] for row in due}), now)
         return counts

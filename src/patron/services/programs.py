@@ -11,6 +11,7 @@ from sqlalchemy import Connection, insert, select
 
 from patron.domain.engine import CompiledProgram
 from patron.domain.program import ProgramDocument, RewardKind
+from patron.services import announcements, outbox
 from patron.services.errors import Conflict, Invalid, NotFound
 from patron.store.database import Database
 from patron.store.tables import campaign_budgets, program_versions, programs, reward_stock
@@ -98,6 +99,11 @@ def publish(
             insert_or_ignore(
                 conn, campaign_budgets, [{"program_id": program, "campaign_id": c, "spent": 0} for c in budgeted]
             )
+        outbox.emit(
+            conn,
+            announcements.published(program, version=version, effective_from=start, published_by=actor, at=now),
+            now=now,
+        )
         return PublishedVersion(slug, version, start, now, actor, document)
 
     return db.run(work)

@@ -8,6 +8,7 @@ from sqlalchemy import Connection, func, insert, select, update
 from patron.domain import tiers
 from patron.domain.ledger import Account, InsufficientPoints, Posting, plan_spend
 from patron.domain.program import RewardKind
+from patron.services import announcements, outbox
 from patron.services import members as member_service
 from patron.services.errors import Conflict, InsufficientPointsError, NotEligible, NotFound, OutOfStock
 from patron.services.hashing import request_fingerprint
@@ -117,6 +118,21 @@ def redeem(
                 "created_at": now,
             },
         ).scalar_one()
+        outbox.emit(
+            conn,
+            announcements.redeemed(
+                program_id,
+                member.id,
+                redemption_id=redemption_id,
+                reward_id=reward.id,
+                reward_kind=reward.kind.value,
+                cost=reward.cost,
+                coupon_code=code,
+                transaction_id=transaction_id,
+                at=now,
+            ),
+            now=now,
+        )
         result = RedemptionView(
             redemption_id=redemption_id,
             member_id=member.external_id,

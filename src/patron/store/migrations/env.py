@@ -2,6 +2,7 @@
 
 from alembic import context
 
+from patron.store import background  # noqa: F401 - its tables join the metadata
 from patron.store.tables import metadata
 
 connection = context.config.attributes["connection"]

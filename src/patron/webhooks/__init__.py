@@ -1,0 +1,1 @@
+"""Webhooks: subscriptions per event type, signed deliveries of outbox messages, retries, dead letters, replay."""
