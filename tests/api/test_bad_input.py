@@ -9,11 +9,15 @@ what it was. On SQLite and PostgreSQL.
 
 import json
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from patron.services import programs
+from patron.domain.members import MemberProfile
+from patron.services import members, programs
+from patron.services.keys import Scope
+from tests.api.conftest import assert_problem, make_key
 from tests.api.documents import demo_document, gift
 from tests.api.events import purchase, refund, review, signup
 from tests.conftest import T0
@@ -423,3 +427,59 @@ def test_bad_program_versions_are_refused_and_change_nothing(busy):
     ]
     cases += raw_cases("/v1/program/versions", {"document": demo_document(pending_days="__NUMBER__")}, "pending_days")
     check_all(busy, cases)
+
+
+def test_a_program_with_no_version_in_force_yet_refuses_points_and_says_why(api):
+    """A tenant set up ahead of launch: its first version starts tomorrow, so nothing can earn or spend today."""
+    fresh = programs.create_program(api.db, "fresh", now=T0)
+    programs.publish(api.db, fresh, program_document(), actor="test", now=T0, effective_from=T0 + timedelta(days=1))
+    members.upsert(api.db, fresh, "f1", MemberProfile(), now=T0)
+    headers = {"Authorization": f"Bearer {make_key(api.db, fresh, 'fresh-admin', {Scope.ADMIN})}"}
+    before = ledger_bytes(api.db)
+    redeemed = api.client.post("/v1/members/f1/redemptions", json={"reward_id": "coupon-5"}, headers=headers)
+    adjusted = api.client.post("/v1/members/f1/adjustments", json={"points": 5, "reason": "x"}, headers=headers)
+    for reply in (redeemed, adjusted):
+        # Not the request's fault, and no field of it to name: the program is not live yet.
+        problem = assert_problem(reply, 409, None)
+        assert "no version in force" in problem["detail"]
+    # An event carries its own time: that time is what no version covers.
+    assert_problem(api.client.post("/v1/events", json=signup(member_id="f1"), headers=headers), 422, "occurred_at")
+    assert ledger_bytes(api.db) == before
+
+
+# Known holes in the program document's bounds (src/patron/domain/program.py, not the API's to fix): a document
+# is accepted that makes every later earning a 500. Strict: when the bounds land these pass, and the marker must go.
+DOCUMENT_BOUNDS_MISSING = pytest.mark.xfail(
+    strict=True,
+    raises=(OverflowError, ValueError, AssertionError),
+    reason="the program document does not bound expiry lengths or earn rates yet (domain/program.py)",
+)
+
+
+@DOCUMENT_BOUNDS_MISSING
+@pytest.mark.parametrize(
+    "expiry",
+    [
+        {"policy": "after", "days": 3_000_000},
+        {"policy": "after", "months": 1_000_000},
+        {"policy": "end_of_period", "period": "year", "after_months": 1_000_000},
+    ],
+    ids=["days", "months", "after_months"],
+)
+def test_an_expiry_past_the_calendar_is_refused_at_publish(api, expiry):
+    # Accepted today, such a version makes every signup, purchase and adjustment after it a 500.
+    reply = api.post("/v1/program/versions", json={"document": demo_document(expiry=expiry)})
+    assert_problem(reply, 422, ANY_FIELD)
+    assert [v["version"] for v in api.get("/v1/program/versions").json()] == [1]
+
+
+@DOCUMENT_BOUNDS_MISSING
+def test_an_earn_rate_that_overflows_the_ledger_is_refused(api):
+    document = demo_document(earning={"points_per_unit": "999999"})
+    document["rules"][0]["multiplier"] = "999999"  # 10^12 points a dollar: one big order passes 64 bits
+    reply = api.post("/v1/program/versions", json={"document": document})
+    if reply.status_code == 201:
+        before = ledger_bytes(api.db)
+        reply = api.post("/v1/events", key="events", json=purchase(total="9999999999.99"))
+        assert ledger_bytes(api.db) == before
+    assert 400 <= reply.status_code < 500, reply.text

@@ -52,7 +52,7 @@ def adjust(
         # lock is ours, or the request would be carried out twice (or refused for the points the first one spent).
         if (replayed := replay(conn)) is not None:
             return replayed
-        program = cache.in_force(conn, program_id, now)
+        program = cache.in_force_now(conn, program_id, now)
         # Points owed from an earlier refund are settled before anything becomes available.
         settled = min(points, -ledger.balance_of(conn, member.id)[2]) if points > 0 else 0
         mine = [

@@ -126,6 +126,13 @@ class ProgramCache:
             raise Invalid(f"no program version was in force at {at.isoformat()}", field="occurred_at")
         return self.version(conn, program, int(version))
 
+    def in_force_now(self, conn: Connection, program: int, now: datetime) -> CompiledProgram:
+        """For requests that carry no time of their own (redemptions, adjustments): no version is not their fault."""
+        try:
+            return self.in_force(conn, program, now)
+        except Invalid as exc:
+            raise Conflict("the program has no version in force yet: publish one first") from exc
+
     def version(self, conn: Connection, program: int, version: int) -> CompiledProgram:
         key = (program, version)
         if key not in self._compiled:

@@ -56,7 +56,7 @@ def redeem(
         # lock is ours, or the request would be carried out twice (or refused for the points the first one spent).
         if (replayed := replay(conn)) is not None:
             return replayed
-        program = cache.in_force(conn, program_id, now)
+        program = cache.in_force_now(conn, program_id, now)
         reward = program.document.reward(reward_id)
         if reward is None:
             raise NotFound(f"no reward {reward_id!r} in program version {program.version}", field="reward_id")
