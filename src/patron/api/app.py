@@ -18,6 +18,7 @@ from patron.api.routes import (
     coupons,
     events,
     health,
+    loyalty,
     members,
     program,
     redemptions,
@@ -67,7 +68,7 @@ def create_app(
     # Read by the unsubscribe page for the key that signs its links.
     app.state.settings = settings or Settings()
     problems.install(app)
-    for module in (health, members, events, rewards, redemptions, adjustments, program, coupons, unsubscribe):
+    for module in (health, members, events, rewards, redemptions, adjustments, program, coupons, loyalty, unsubscribe):
         app.include_router(module.router)
     _document_problems(app)
     return app

@@ -38,6 +38,23 @@ def show(
     if member.attributes:
         profile.add_row("attributes", Text(", ".join(f"{k}={v}" for k, v in sorted(member.attributes.items()))))
     profile.add_row("member since", _when(member.member_since))
+    if member.tier is not None:
+        perks = [
+            p
+            for p, on in (
+                ("free shipping", member.tier.free_shipping),
+                ("dedicated service", member.tier.dedicated_service),
+            )
+            if on
+        ]
+        profile.add_row(
+            "tier",
+            Text(f"{member.tier.name or 'none'}: {member.tier.progress}" + (f" ({', '.join(perks)})" if perks else "")),
+        )
+    if member.recognition is not None:
+        seen = member.recognition
+        usual = ", ".join(x for x in (seen.usual_sku, seen.usual_category) if x)
+        profile.add_row("visits", f"{seen.visits:,}" + (f", the usual: {usual}" if usual else ""))
     out.print(profile)
 
     balance = Table("available", "pending", "owed", title="Points")

@@ -213,6 +213,7 @@ class RewardGrant:
     """A reward given for free (a full stamp card, a campaign): the store issues its coupon."""
 
     reward_id: str
+    reward_kind: str  # coupon or free_product
     source: str  # e.g. "stamp_card:froyo"
     reason: str
 
@@ -254,6 +255,28 @@ def decide(program: CompiledProgram, member: MemberState, event: AnyEvent) -> De
     if isinstance(event, Purchase) and member.order is not None:
         raise EventRejected("order_id", f"order {event.order_id!r} was already reported by another event")
     return _decide_earn(program, member, event)
+
+
+def decide_occasion(program: CompiledProgram, member: MemberState, occasion: str, year: int, at: datetime) -> Decision:
+    """A birthday or anniversary grant: the occasion's points (settling points owed first) and its reward."""
+    document = program.document
+    spec = document.birthday if occasion == "birthday" else document.anniversary
+    if spec is None:
+        raise EventRejected("occasion", f"the program gives nothing on a member's {occasion}")
+    points = spec.points or 0
+    outcomes = [RuleOutcome(occasion, True, points, f"{occasion} {year}")]
+    grants = [] if spec.reward is None else [_grant(document, spec.reward, occasion, f"{occasion} {year}")]
+    lots, postings, notes = _earn_postings(program, member, at, None, 0, points)
+    return Decision(
+        event_type=occasion,
+        program_version=program.version,
+        points=points,
+        outcomes=tuple(outcomes),
+        postings=balanced(postings) if points else (),
+        new_lots=tuple(lots),
+        notes=tuple(notes),
+        grants=tuple(grants),
+    )
 
 
 def _decide_earn(program: CompiledProgram, member: MemberState, event: Purchase | Signup | Custom) -> Decision:
@@ -364,6 +387,12 @@ def _decide_earn(program: CompiledProgram, member: MemberState, event: Purchase 
     )
 
 
+def _grant(document: ProgramDocument, reward_id: str, source: str, reason: str) -> RewardGrant:
+    reward = document.reward(reward_id)
+    assert reward is not None  # the program document refuses grants of rewards it does not have
+    return RewardGrant(reward_id, reward.kind.value, source, reason)
+
+
 def _tier_notes(document: ProgramDocument, changes: list[TierChange]) -> list[str]:
     if document.tiers is None:
         return []
@@ -450,7 +479,7 @@ def _campaigns(
         if points:
             spend.append((campaign.id, points))
         if effect.reward is not None:
-            grants.append(RewardGrant(effect.reward, rule_id, f"campaign {campaign.name!r}"))
+            grants.append(_grant(document, effect.reward, rule_id, f"campaign {campaign.name!r}"))
             reason += f"; gives reward {effect.reward!r}"
         outcomes.append(RuleOutcome(rule_id, True, points, reason))
         total += points
@@ -562,7 +591,7 @@ def _stamp(
         while count >= card.size:
             count -= card.size
             completed += 1
-            grants.append(RewardGrant(card.reward, rule_id, f"{card.name} complete"))
+            grants.append(_grant(program.document, card.reward, rule_id, f"{card.name} complete"))
             signals.append(
                 Signal(
                     "stamp_card.completed",

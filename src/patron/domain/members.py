@@ -2,8 +2,9 @@
 
 from datetime import date
 from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 AttributeValue = str | int | bool | None
 
@@ -15,7 +16,20 @@ class MemberProfile(BaseModel):
     phone: Annotated[str, Field(max_length=32, pattern=r"^\+?[0-9 ()-]{3,31}$")] | None = None
     birthday: date | None = None
     locale: Annotated[str, Field(max_length=35, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")] | None = None
+    timezone: Annotated[str, Field(max_length=64)] | None = Field(
+        default=None, description="IANA time zone for birthdays; the program's when not given"
+    )
     attributes: dict[Annotated[str, Field(max_length=64)], AttributeValue] = Field(default_factory=dict)
     # Whether the member agreed to marketing email. None = not stated: a new member starts without consent
     # and an update keeps what is stored, so a profile sync cannot undo an unsubscribe by leaving the field out.
     marketing_consent: bool | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError(f"unknown time zone {value!r}") from exc
+        return value

@@ -6,7 +6,6 @@ batch sees the nine before it), and everything is written with set-based stateme
 or fails on its own: a rejected event leaves no trace and does not change the state its neighbours see.
 """
 
-import json
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Sequence
@@ -15,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, text, update
+from sqlalchemy import Connection, select, update
 
 from patron.domain.calendar import period_key
 from patron.domain.engine import (
@@ -31,14 +30,15 @@ from patron.domain.engine import (
 from patron.domain.events import Purchase, Refund, rule_trigger
 from patron.domain.ledger import Account, Lot, LotDebit, LotStatus
 from patron.domain.replay import advance, advance_order
-from patron.services import progress as progress_store
 from patron.services import announcements, outbox
+from patron.services import progress as progress_store
 from patron.services.errors import IdempotencyConflict, Invalid, NotFound, ServiceError
 from patron.services.hashing import request_fingerprint
 from patron.services.journal_text import journal_memo, journal_reference
 from patron.services.programs import ProgramCache
 from patron.services.views import Balance, EventReceipt, RuleResult
 from patron.store import ledger
+from patron.store.bulk import allocate_ids, insert_rows
 from patron.store.sets import id_in, text_in
 from patron.store.tables import balances, events, journal, lots, members, orders, program_versions, rule_usage
 from patron.store.upsert import insert_or_add
@@ -336,51 +336,50 @@ class _BatchState:
 
 
 def _write(conn: Connection, program_id: int, accepted: list[_Accepted], state: _BatchState, now: datetime) -> None:
-    event_rows = (
-        conn.execute(
-            insert(events).returning(events.c.id, sort_by_parameter_order=True),
+    # Ids first: each event row then goes in once, complete with its receipt (which names its transaction).
+    event_rows = allocate_ids(conn, events, len(accepted))
+    posting = [(a, row) for a, row in zip(accepted, event_rows, strict=True) if a.decision.postings]
+    transaction_of = {a.index: t for (a, _), t in zip(posting, allocate_ids(conn, journal, len(posting)), strict=True)}
+    for a in accepted:
+        a.receipt = a.receipt.model_copy(update={"transaction_id": transaction_of.get(a.index)})
+    insert_rows(
+        conn,
+        events,
+        [
+            {
+                "id": row,
+                "program_id": program_id,
+                "event_id": a.event.event_id,
+                "member_id": a.member.id,
+                "type": a.event.type,
+                "occurred_at": a.event.occurred_at,
+                "request_hash": a.digest,
+                "response": a.receipt.model_dump(mode="json"),
+                "created_at": now,
+            }
+            for a, row in zip(accepted, event_rows, strict=True)
+        ],
+    )
+    if posting:
+        insert_rows(
+            conn,
+            journal,
             [
                 {
+                    "id": transaction_of[a.index],
                     "program_id": program_id,
-                    "event_id": a.event.event_id,
                     "member_id": a.member.id,
-                    "type": a.event.type,
+                    "kind": a.event.type,
+                    "event_id": row,
+                    "program_version": a.decision.program_version,
+                    "reference": journal_reference(a.event),
+                    "memo": journal_memo(a.event, a.decision),
                     "occurred_at": a.event.occurred_at,
-                    "request_hash": a.digest,
-                    "response": {},
-                    "created_at": now,
+                    "posted_at": now,
                 }
-                for a in accepted
+                for a, row in posting
             ],
         )
-        .scalars()
-        .all()
-    )
-    posting = [(a, row) for a, row in zip(accepted, event_rows, strict=True) if a.decision.postings]
-    transaction_of: dict[int, int] = {}
-    if posting:
-        transaction_ids = (
-            conn.execute(
-                insert(journal).returning(journal.c.id, sort_by_parameter_order=True),
-                [
-                    {
-                        "program_id": program_id,
-                        "member_id": a.member.id,
-                        "kind": a.event.type,
-                        "event_id": row,
-                        "program_version": a.decision.program_version,
-                        "reference": journal_reference(a.event),
-                        "memo": journal_memo(a.event, a.decision),
-                        "occurred_at": a.event.occurred_at,
-                        "posted_at": now,
-                    }
-                    for a, row in posting
-                ],
-            )
-            .scalars()
-            .all()
-        )
-        transaction_of = {a.index: t for (a, _), t in zip(posting, transaction_ids, strict=True)}
         _write_postings(conn, program_id, [(transaction_of[a.index], a) for a, _ in posting])
         _write_lots(conn, program_id, [(transaction_of[a.index], a) for a, _ in posting])
     _write_usage(conn, accepted)
@@ -407,11 +406,6 @@ def _write(conn: Connection, program_id: int, accepted: list[_Accepted], state: 
         state.budget_limits,
         now=now,
     )
-    replies = []
-    for a, row in zip(accepted, event_rows, strict=True):
-        a.receipt = a.receipt.model_copy(update={"transaction_id": transaction_of.get(a.index)})
-        replies.append([row, a.receipt.model_dump(mode="json")])
-    conn.execute(text(_EVENT_REPLIES[conn.dialect.name]), {"replies": json.dumps(replies)})
 
 
 def _write_postings(conn: Connection, program_id: int, posted: list[tuple[int, _Accepted]]) -> None:
@@ -454,8 +448,7 @@ def _write_lots(conn: Connection, program_id: int, posted: list[tuple[int, _Acce
         for debit in a.decision.lot_debits:
             if debit.lot_id > 0:  # lots born in this batch were written with what is left of them
                 debits[debit.lot_id] += debit.points
-    if new_rows:
-        conn.execute(insert(lots), new_rows)
+    insert_rows(conn, lots, new_rows)
     ledger.debit_lots(conn, [LotDebit(lot_id, points) for lot_id, points in sorted(debits.items())])
 
 
@@ -480,40 +473,26 @@ def _write_usage(conn: Connection, accepted: list[_Accepted]) -> None:
 
 def _write_orders(conn: Connection, program_id: int, state: _BatchState) -> None:
     new = [(member_id, record) for member_id, record, is_new in state.orders.values() if is_new]
-    if new:
-        conn.execute(
-            insert(orders),
-            [
-                {
-                    "program_id": program_id,
-                    "order_id": r.order_id,
-                    "member_id": m,
-                    "total": r.total,
-                    "earned": r.earned,
-                    "refunded": r.refunded,
-                    "clawed_back": r.clawed_back,
-                    "occurred_at": state.order_times[r.order_id],
-                }
-                for m, r in new
-            ],
-        )
+    insert_rows(
+        conn,
+        orders,
+        [
+            {
+                "program_id": program_id,
+                "order_id": r.order_id,
+                "member_id": m,
+                "total": r.total,
+                "earned": r.earned,
+                "refunded": r.refunded,
+                "clawed_back": r.clawed_back,
+                "occurred_at": state.order_times[r.order_id],
+            }
+            for m, r in new
+        ],
+    )
     for order_id, (refunded, clawed) in state.order_deltas.items():
         conn.execute(
             update(orders)
             .where(orders.c.program_id == program_id, orders.c.order_id == order_id)
             .values(refunded=orders.c.refunded + refunded, clawed_back=orders.c.clawed_back + clawed)
         )
-
-
-_EVENT_REPLIES = {
-    "postgresql": """
-        UPDATE events AS e SET response = (r.value->1)::json
-        FROM jsonb_array_elements(CAST(:replies AS jsonb)) AS r
-        WHERE e.id = (r.value->>0)::bigint
-    """,
-    "sqlite": """
-        UPDATE events SET response = json_extract(r.value, '$[1]')
-        FROM json_each(:replies) AS r
-        WHERE events.id = r.value ->> 0
-    """,
-}

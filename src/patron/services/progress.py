@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from patron.domain.engine import CompiledProgram, Decision
 from patron.domain.progress import Progress
+from patron.services import outbox
 from patron.services.errors import Conflict
 from patron.services.redemptions import coupon_code
 from patron.store.progress import load, load_one
@@ -84,16 +85,26 @@ def record(
         conn.execute(insert(tier_changes), changes)
     codes: list[str] = []
     grants = []
+    announced: list[outbox.Emitted] = []
     for e in effects:
+        for c in e.decision.tier_changes:
+            data = {"from_tier": c.from_tier, "to_tier": c.to_tier, "reason": c.reason}
+            announced.append(outbox.Emitted(program_id, outbox.EventType.TIER_CHANGED, e.member_id, data, c.at))
+        by_source: dict[str, list[str]] = {}
         for grant in e.decision.grants:
             code = coupon_code()
             codes.append(code)
+            by_source.setdefault(grant.source, []).append(code)
+            data = {"reward_id": grant.reward_id, "coupon_code": code, "source": grant.source}
+            announced.append(
+                outbox.Emitted(program_id, outbox.EventType.COUPON_ISSUED, e.member_id, data, e.occurred_at)
+            )
             grants.append(
                 {
                     "program_id": program_id,
                     "member_id": e.member_id,
                     "reward_id": grant.reward_id,
-                    "reward_kind": "coupon",
+                    "reward_kind": grant.reward_kind,
                     "source": grant.source,
                     "reason": grant.reason,
                     "coupon_code": code,
@@ -101,8 +112,17 @@ def record(
                     "granted_at": e.occurred_at,
                 }
             )
+        for signal in e.decision.signals:
+            if signal.type == outbox.EventType.STAMP_CARD_COMPLETED.value:
+                source = f"stamp_card:{signal.data['card']}"
+                left = by_source.get(source)
+                data = {**signal.data, "coupon_code": left.pop(0) if left else None}
+                announced.append(
+                    outbox.Emitted(program_id, outbox.EventType.STAMP_CARD_COMPLETED, e.member_id, data, e.occurred_at)
+                )
     if grants:
         conn.execute(insert(reward_grants), grants)
+    outbox.emit(conn, announced, now=now)
     spent: dict[str, int] = {}
     for e in effects:
         for campaign_id, points in e.decision.campaign_spend:

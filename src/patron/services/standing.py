@@ -7,9 +7,9 @@ from sqlalchemy import Connection, func, select
 
 from patron.domain import tiers
 from patron.domain.program import ProgramDocument
-from patron.services.views import RecognitionView, TierView
+from patron.services.views import GrantView, RecognitionView, TierChangeView, TierView
 from patron.store.progress import load_one
-from patron.store.tables import orders, program_versions
+from patron.store.tables import orders, program_versions, reward_grants, tier_changes
 
 
 def document_in_force(conn: Connection, program_id: int, at: datetime) -> ProgramDocument | None:
@@ -63,3 +63,30 @@ def standing(
         scores=dict(progress.scores),
     )
     return tier_view, recognition
+
+
+def tier_history(conn: Connection, member_id: int) -> list[TierChangeView]:
+    """Every tier change of the member, oldest first, each with its reason."""
+    rows = conn.execute(
+        select(tier_changes.c.from_tier, tier_changes.c.to_tier, tier_changes.c.reason, tier_changes.c.occurred_at)
+        .where(tier_changes.c.member_id == member_id)
+        .order_by(tier_changes.c.id)
+    ).all()
+    return [TierChangeView.model_validate(r, from_attributes=True) for r in rows]
+
+
+def grants(conn: Connection, member_id: int) -> list[GrantView]:
+    """Rewards the member was given for free, newest first."""
+    rows = conn.execute(
+        select(
+            reward_grants.c.reward_id,
+            reward_grants.c.reward_kind,
+            reward_grants.c.source,
+            reward_grants.c.reason,
+            reward_grants.c.coupon_code,
+            reward_grants.c.granted_at,
+        )
+        .where(reward_grants.c.member_id == member_id)
+        .order_by(reward_grants.c.id.desc())
+    ).all()
+    return [GrantView.model_validate(r, from_attributes=True) for r in rows]

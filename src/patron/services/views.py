@@ -51,6 +51,36 @@ class RecognitionView(BaseModel):
     scores: dict[str, int]
 
 
+class TierChangeView(BaseModel):
+    from_tier: str | None
+    to_tier: str | None
+    reason: str
+    occurred_at: datetime
+
+
+class GrantView(BaseModel):
+    """A reward given for free (a full stamp card, a campaign, a birthday) with its coupon code."""
+
+    reward_id: str
+    reward_kind: str
+    source: str
+    reason: str
+    coupon_code: str
+    granted_at: datetime
+
+
+class OccasionReportView(BaseModel):
+    occasion: str
+    members: int
+    points: int
+    coupons: int
+
+
+class TierReviewView(BaseModel):
+    members: int
+    changes: int
+
+
 class MemberView(BaseModel):
     member_id: str
     email: str | None
