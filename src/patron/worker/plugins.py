@@ -9,6 +9,7 @@
 
 from datetime import datetime
 
+from patron.mail import worker as mail_worker
 from patron.observability import metrics
 from patron.services import outbox
 from patron.services.outbox import OutboxConsumer
@@ -41,4 +42,5 @@ def default_registry(settings: WorkerSettings, *, worker: str) -> Registry:
     # Dispatch first: a message committed a moment ago is delivered in the same turn.
     registry.add_pump(OutboxDispatch(registry.consumers))
     registry.add_pump(WebhookSender(settings, worker=worker))
+    mail_worker.register(registry)  # after dispatch: mail queued in this turn is sent in it
     return registry
