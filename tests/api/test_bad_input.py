@@ -483,3 +483,16 @@ def test_an_earn_rate_that_overflows_the_ledger_is_refused(api):
         reply = api.post("/v1/events", key="events", json=purchase(total="9999999999.99"))
         assert ledger_bytes(api.db) == before
     assert 400 <= reply.status_code < 500, reply.text
+
+
+def test_an_event_ahead_of_our_clock_is_drift_up_to_15_minutes_and_refused_after(api):
+    # The clock reads 12:00. A till 10 minutes fast is believed; one 16 minutes fast has the wrong date.
+    drifted = api.post("/v1/events", key="events", json=signup(occurred_at="2026-01-05T12:10:00Z"))
+    assert drifted.status_code == 201, drifted.text
+    before = ledger_bytes(api.db)
+    ahead = purchase(occurred_at="2026-01-05T12:16:00Z")
+    problem = assert_problem(api.post("/v1/events", key="events", json=ahead), 422, "occurred_at")
+    assert "in the future" in problem["detail"]
+    results = api.post("/v1/events/batch", key="events", json={"events": [ahead]}).json()["results"]
+    assert [(r["status"], r["problem"]["errors"][0]["field"]) for r in results] == [(422, "occurred_at")]
+    assert ledger_bytes(api.db) == before
