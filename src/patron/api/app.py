@@ -20,12 +20,15 @@ from patron.api.routes import (
     health,
     loyalty,
     members,
+    metrics,
     program,
     redemptions,
     rewards,
     unsubscribe,
+    webhooks,
 )
 from patron.api.runtime import Runtime
+from patron.observability.http import RequestMetrics
 from patron.services.clock import utcnow
 from patron.services.programs import ProgramCache
 from patron.settings import Settings
@@ -68,7 +71,21 @@ def create_app(
     # Read by the unsubscribe page for the key that signs its links.
     app.state.settings = settings or Settings()
     problems.install(app)
-    for module in (health, members, events, rewards, redemptions, adjustments, program, coupons, loyalty, unsubscribe):
+    app.add_middleware(RequestMetrics)
+    for module in (
+        health,
+        members,
+        events,
+        rewards,
+        redemptions,
+        adjustments,
+        program,
+        coupons,
+        loyalty,
+        unsubscribe,
+        webhooks,
+        metrics,
+    ):
         app.include_router(module.router)
     _document_problems(app)
     return app

@@ -2,7 +2,7 @@
 counts jobs and deliveries); `/metrics` adds gauges read from the database, which every process shares, so the
 queue and outbox are visible from the API whichever worker does the work."""
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -70,3 +70,15 @@ def database_registry(database: Database) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DatabaseGauges(database))
     return registry
+
+
+http_requests = Counter(
+    "patron_http_requests_total", "HTTP requests by method, route template and status.", ["method", "route", "status"]
+)
+
+
+def count_ingested(statuses: Iterable[int]) -> None:
+    """Events by the status each got: 201 processed now, 200 a replay of an earlier delivery, else rejected."""
+    for status in statuses:
+        outcome = "processed" if status == 201 else "replayed" if status == 200 else "rejected"
+        events_ingested.labels(outcome=outcome).inc()

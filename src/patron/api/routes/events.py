@@ -12,6 +12,7 @@ from patron.api.runtime import RuntimeDep
 from patron.api.text import RefuseNul, nul_errors
 from patron.domain.engine import AnyEvent
 from patron.domain.events import Event
+from patron.observability import metrics
 from patron.services import events
 from patron.services.errors import Invalid, ServiceError
 from patron.services.views import EventReceipt
@@ -108,6 +109,7 @@ def post_batch(batch: Batch, key: EventsKey, runtime: RuntimeDep) -> BatchResult
         )
         for (index, _), outcome in zip(parsed, outcomes, strict=True):
             results[index] = _result(index, outcome)
+    metrics.count_ingested(r.status for r in results.values())
     return BatchResults(results=[results[i] for i in range(len(batch.events))])
 
 
