@@ -184,9 +184,9 @@ def check_orders(
     first_rows: dict[str, int] = {}
     iterator = iter(rows)
     while batch := list(islice(iterator, batch_size)):
-        parsed: list[tuple[int, Purchase]] = []
+        parsed: list[tuple[int, str, Purchase]] = []
         for line, cells in batch:
-            key = cells.get("event_id") or cells.get("order_id", "")
+            key = _order_key(cells)
             try:
                 event = parse_order(cells)
             except ValidationError as exc:
@@ -196,18 +196,21 @@ def check_orders(
             if first_rows.setdefault(event.event_id, digest) != digest:
                 report.reject(Rejection(line, key, "event_id", "an earlier row has this event id with other values"))
                 continue
-            parsed.append((line, event))
+            parsed.append((line, key, event))
         with db.read() as conn:
-            unknown = _unknown_members(conn, program_id, {event.member_id for _, event in parsed})
-        for line, event in parsed:
+            unknown = _unknown_members(conn, program_id, {event.member_id for _, _, event in parsed})
+        for line, key, event in parsed:
             if event.member_id in unknown:
-                report.reject(
-                    Rejection(line, event.event_id, "member_id", f"no member {event.member_id!r}: import members first")
-                )
+                report.reject(Rejection(line, key, "member_id", f"no member {event.member_id!r}: import members first"))
         report.rows += len(batch)
         if progress is not None:
             progress(len(batch))
     return report
+
+
+def _order_key(cells: Mapping[str, str]) -> str:
+    """How a rejection names an order row: by what the file says (its event id, else its order id)."""
+    return cells.get("event_id") or cells.get("order_id", "")
 
 
 def _unknown_members(conn: Connection, program_id: int, member_ids: set[str]) -> set[str]:
@@ -238,8 +241,7 @@ def import_orders(
             try:
                 parsed.append((line, parse_order(cells)))
             except ValidationError as exc:
-                key = cells.get("event_id") or cells.get("order_id", "")
-                report.reject(_from_validation(line, key, exc))
+                report.reject(_from_validation(line, _order_key(cells), exc))
         if parsed:
             _ingest(db, cache, program_id, parsed, now, report)
         report.rows += len(batch)

@@ -1,0 +1,55 @@
+"""`patron demo --sample --no-serve`: the demo program and CDNOW's sample, loaded through `patron import`'s path,
+on each backend; a second run imports nothing twice."""
+
+import re
+from datetime import timedelta
+
+from patron.demo import cdnow
+from patron.services import keys
+from patron.services.clock import utcnow
+from patron.services.keys import Scope
+from tests.cli.conftest import Cli, snapshot
+
+KEY_LINE = re.compile(r"^export PATRON_KEY=(ptn_\S+)$", re.MULTILINE)
+
+
+def _token(output: str) -> str:
+    found = KEY_LINE.findall(output)
+    assert len(found) == 1, output
+    return str(found[0])
+
+
+def test_demo_loads_the_sample_once(cli: Cli):
+    first = cli.ok("demo", "--sample", "--no-serve").stdout
+    assert "Created program 'demo'." in first
+    # The history is replayed to end yesterday (in CDNOW's time zone), so members have points to spend today.
+    yesterday = utcnow().astimezone(cdnow.ZONE).date() - timedelta(days=1)
+    start = yesterday - (cdnow.LAST_DAY - cdnow.FIRST_DAY)
+    assert f"Published program.yaml as version 1, in force from {start}." in first
+    assert f"replayed as if made from {start} to {yesterday}." in first
+    assert "Members: 2,357 rows: 2,357 accepted, 0 already imported, 0 rejected" in first
+    assert "Orders: 6,919 rows: 6,919 accepted, 0 already imported, 0 rejected" in first
+    totals = re.search(r"available now ([\d,]+), pending ([\d,]+)\.", first)
+    assert totals is not None
+    available, pending = (int(n.replace(",", "")) for n in totals.groups())
+    assert available > 0
+    assert pending > 0  # the last 14 days' purchases are in their return window
+
+    token = _token(first)
+    with cli.db.read() as conn:
+        key = keys.authenticate(conn, token)
+    assert key is not None
+    assert key.program == "demo"
+    assert key.allows(Scope.REDEEM)
+
+    before = snapshot(cli.db)
+    second = cli.ok("demo", "--sample", "--no-serve").stdout
+    assert "Created program" not in second
+    assert "Published" not in second
+    assert "Members: 2,357 rows: 0 accepted, 2,357 already imported, 0 rejected" in second
+    assert "Orders: 6,919 rows: 0 accepted, 6,919 already imported, 0 rejected" in second
+    assert f"available now {available:,}, pending {pending:,}." in second
+    assert _token(second) != token
+    after = snapshot(cli.db)
+    assert len(after.pop("api_keys")) == len(before.pop("api_keys")) + 1  # a fresh key: tokens are never stored
+    assert after == before

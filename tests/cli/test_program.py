@@ -1,0 +1,104 @@
+"""`patron init` and `patron program validate|publish|show`."""
+
+import yaml
+
+from patron.store.tables import program_versions, programs
+from tests.cli.conftest import Cli, count, snapshot
+from tests.helpers import DEMO_PROGRAM
+
+BAD_DOCUMENT = """\
+name: Broken
+currency: USD
+earning: {points_per_unit: "1"}
+rules:
+  - id: purchase
+    event: purchase
+    when: "event.total_minor >"
+"""
+
+
+def test_init_creates_a_program_once(cli: Cli):
+    created = cli.ok("init", "--program", "shop")
+    assert "Created program 'shop'" in created.stdout
+    assert count(cli.db, programs) == 1
+
+    again = cli("init", "--program", "shop")
+    assert again.exit_code == 1
+    assert "error: slug: program 'shop' exists" in again.stderr
+    assert count(cli.db, programs) == 1
+
+
+def test_validate_says_valid_without_a_database(tmp_path, monkeypatch):
+    # An unreachable database proves validate never opens one: a document can be checked anywhere.
+    monkeypatch.setenv("PATRON_DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/none")
+    cli = Cli(db=None, folder=tmp_path)  # type: ignore[arg-type]
+    result = cli.ok("program", "validate", str(DEMO_PROGRAM))
+    assert "valid ('Patron Records loyalty': 5 rules, 3 rewards)" in result.stdout
+
+
+def test_validate_names_the_path_of_each_bad_field(tmp_path):
+    cli = Cli(db=None, folder=tmp_path)  # type: ignore[arg-type]
+    path = cli.file("broken.yaml", BAD_DOCUMENT.replace("USD", "dollars"))
+    result = cli("program", "validate", path)
+    assert result.exit_code == 1
+    assert "error: currency:" in result.stderr
+    assert "error: rules.0.when:" in result.stderr
+    assert "valid" not in result.stdout
+
+
+def test_validate_a_missing_file_is_a_usage_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a short path: click's error box wraps long ones
+    result = Cli(db=None, folder=tmp_path)("program", "validate", "nope.yaml")  # type: ignore[arg-type]
+    assert result.exit_code == 2
+    assert "nope.yaml" in result.stderr
+
+
+def test_publish_then_show_round_trips(cli: Cli):
+    cli.ok("init")
+    published = cli.ok("program", "publish", str(DEMO_PROGRAM), "--effective-from", "2026-01-01T00:00:00+01:00")
+    assert "Published version 1 of program 'default', in force from 2026-01-01T00:00:00+01:00" in published.stdout
+
+    shown = cli.ok("program", "show")
+    assert shown.stdout.startswith("# program 'default', version 1 of 1")
+    document = yaml.safe_load(shown.stdout)
+    assert document["name"] == "Patron Records loyalty"
+    assert [rule["id"] for rule in document["rules"]] == ["purchase", "big-basket", "signup", "review", "social-share"]
+
+    # What `show` prints, `publish` takes back: a second version.
+    again = cli.ok("program", "publish", cli.file("shown.yaml", shown.stdout))
+    assert "Published version 2" in again.stdout
+    assert count(cli.db, program_versions) == 2
+    assert "version 1 of 2" in cli.ok("program", "show", "--version", "1").stdout
+
+
+def test_publish_refuses_a_bad_document_and_writes_nothing(cli: Cli):
+    cli.ok("init")
+    before = snapshot(cli.db)
+    result = cli("program", "publish", cli.file("broken.yaml", BAD_DOCUMENT))
+    assert result.exit_code == 1
+    assert "error: rules.0.when:" in result.stderr
+    assert snapshot(cli.db) == before
+
+
+def test_publish_refuses_a_time_without_a_zone(cli: Cli):
+    cli.ok("init")
+    result = cli("program", "publish", str(DEMO_PROGRAM), "--effective-from", "2026-01-01")
+    assert result.exit_code == 2
+    assert "error: --effective-from: '2026-01-01' has no time zone" in result.stderr
+    assert count(cli.db, program_versions) == 0
+
+
+def test_commands_name_a_program_that_does_not_exist(cli: Cli):
+    result = cli("program", "publish", str(DEMO_PROGRAM), "--program", "nope")
+    assert result.exit_code == 1
+    assert "error: program: no program 'nope': create it with `patron init --program nope`" in result.stderr
+    assert count(cli.db, programs) == 0
+
+
+def test_show_names_a_version_that_does_not_exist(cli: Cli):
+    cli.ok("init")
+    assert "has no published version yet" in cli("program", "show").stderr
+    cli.ok("program", "publish", str(DEMO_PROGRAM))
+    missing = cli("program", "show", "--version", "7")
+    assert missing.exit_code == 1
+    assert "error: version: program 'default' has versions 1 to 1, not 7" in missing.stderr
