@@ -124,3 +124,17 @@ def test_an_empty_file_is_refused(shop: Cli):
     result = shop("import", "members", shop.file("members.csv", ""))
     assert result.exit_code == 1
     assert "error: file: members.csv is empty" in result.stderr
+
+
+def test_times_the_program_cannot_judge_are_refused(shop: Cli):
+    shop.ok("import", "members", shop.file("members.csv", MEMBERS))
+    times = (
+        "member_id,order_id,occurred_at,total\n"
+        "ann,o1,2999-01-01T00:00:00Z,10\n"  # a wrong date: the API refuses it too
+        "ann,o2,1980-01-01T00:00:00Z,10\n"  # before the program's first version (1990)
+    )
+    result = shop("import", "orders", shop.file("orders.csv", times))
+    assert result.exit_code == 1
+    assert "line 2 (o1): occurred_at: 2999-01-01T00:00:00+00:00 is in the future" in result.stderr
+    assert "line 3 (o2): occurred_at: no program version was in force at 1980-01-01T00:00:00+00:00" in result.stderr
+    assert count(shop.db, events) == 0

@@ -29,11 +29,11 @@ def demo(
     no_serve: Annotated[bool, typer.Option("--no-serve", help="Load the data and stop; do not serve the API.")] = False,
     sample: Annotated[bool, typer.Option("--sample", help="Load the 6,919-purchase sample instead of all.")] = False,
 ) -> None:
-    """Load the demo program and the real CDNOW purchase history (1997-98, replayed to end yesterday), then serve
-    the API.
+    """Load the demo program and the real CDNOW purchase history, then serve the API.
 
-    The database is PATRON_DATABASE_URL if set, else sqlite:///patron-demo.db. Running it again changes nothing
-    but prints a new admin key (tokens are never stored, so an old one cannot be shown again).
+    CDNOW's 18 months (1997-98) are replayed as if they ended yesterday, through `patron import`'s path. The
+    database is PATRON_DATABASE_URL if set, else sqlite:///patron-demo.db. Running it again changes nothing but
+    prints a new admin key (tokens are never stored, so an old one cannot be shown again).
     """
     settings = Settings()
     with database(default_url=DEMO_DATABASE) as db:

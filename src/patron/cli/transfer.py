@@ -53,7 +53,7 @@ def run_import(kind: str, db: Database, program: int, rows: Callable[[], Iterabl
         if kind == "members":
             checked = imports.check_members(rows(), progress=advance)
         else:
-            checked = imports.check_orders(db, program, rows(), progress=advance)
+            checked = imports.check_orders(db, program, rows(), now=utcnow(), progress=advance)
     if checked.rejected:
         print_rejections(checked)
         err.print(

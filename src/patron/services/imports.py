@@ -13,7 +13,7 @@ functions to files, progress bars and messages.
 import csv
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from patron.domain.events import ExternalId, Purchase
 from patron.domain.members import MemberProfile
 from patron.services import events as event_service
 from patron.services import members as member_service
+from patron.services import programs
 from patron.services.errors import Invalid, ServiceError
 from patron.services.programs import ProgramCache
 from patron.services.views import EventReceipt
@@ -41,6 +42,9 @@ ORDER_REQUIRED = frozenset({"member_id", "order_id", "occurred_at", "total"})
 MEMBER_COLUMNS = ("member_id", "email", "phone", "birthday", "locale")
 MEMBER_REQUIRED = frozenset({"member_id"})
 ATTRIBUTE_PREFIX = "attributes."  # members: a column `attributes.tier` fills the attribute `tier`
+# As the API's events: a clock a little ahead is tolerated; a later time is a wrong date (and year 9999 would
+# overflow the calendar when the lot's expiry is computed).
+CLOCK_SKEW = timedelta(minutes=15)
 
 Row = tuple[int, Mapping[str, str]]  # (line number in the source, the row's cells by column name)
 Progress = Callable[[int], None]  # told how many more rows are done
@@ -172,13 +176,18 @@ def check_orders(
     program_id: int,
     rows: Iterable[Row],
     *,
+    now: datetime,
     batch_size: int = BATCH_SIZE,
     progress: Progress | None = None,
 ) -> ImportReport:
-    """Finds the rows `import_orders` could not import, writing nothing: cells that do not make a purchase, members
-    who do not exist, and an event id given to two different rows. `rejected` is 0 when the file is fit to import
-    (a concurrent writer could still refuse a row then; the import reports it)."""
+    """Finds the rows `import_orders` could not import, writing nothing: cells that do not make a purchase, times
+    in the future or before the program's first version, members who do not exist, and an event id given to two
+    different rows. `rejected` is 0 when the file is fit to import (a concurrent writer could still refuse a row
+    then; the import reports it)."""
     report = ImportReport()
+    with db.read() as conn:
+        versions = programs.list_versions(conn, program_id)
+    first_version = min((v.effective_from for v in versions), default=None)
     # event id -> hash of the first row's event: a different hash proves a different event (an equal one could
     # still hide a difference, which the import itself then refuses as an idempotency conflict)
     first_rows: dict[str, int] = {}
@@ -191,6 +200,9 @@ def check_orders(
                 event = parse_order(cells)
             except ValidationError as exc:
                 report.reject(_from_validation(line, key, exc))
+                continue
+            if (refusal := _refuse_future(event, now)) or (refusal := _refuse_unjudged(event, first_version)):
+                report.reject(Rejection(line, key, "occurred_at", refusal))
                 continue
             digest = hash(event)
             if first_rows.setdefault(event.event_id, digest) != digest:
@@ -206,6 +218,21 @@ def check_orders(
         if progress is not None:
             progress(len(batch))
     return report
+
+
+def _refuse_future(event: Purchase, now: datetime) -> str | None:
+    if event.occurred_at > now + CLOCK_SKEW:
+        return f"{event.occurred_at.isoformat()} is in the future"
+    return None
+
+
+def _refuse_unjudged(event: Purchase, first_version: datetime | None) -> str | None:
+    if first_version is None:
+        return "the program has no published version: publish one first"
+    if event.occurred_at < first_version:
+        first = first_version.isoformat()
+        return f"no program version was in force at {event.occurred_at.isoformat()} (the first is from {first})"
+    return None
 
 
 def _order_key(cells: Mapping[str, str]) -> str:
@@ -239,9 +266,14 @@ def import_orders(
         parsed: list[tuple[int, Purchase]] = []
         for line, cells in batch:
             try:
-                parsed.append((line, parse_order(cells)))
+                event = parse_order(cells)
             except ValidationError as exc:
                 report.reject(_from_validation(line, _order_key(cells), exc))
+                continue
+            if refusal := _refuse_future(event, now):
+                report.reject(Rejection(line, _order_key(cells), "occurred_at", refusal))
+            else:
+                parsed.append((line, event))
         if parsed:
             _ingest(db, cache, program_id, parsed, now, report)
         report.rows += len(batch)
