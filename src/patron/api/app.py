@@ -15,6 +15,7 @@ from patron import __version__
 from patron.api import problems
 from patron.api.routes import (
     adjustments,
+    cart,
     coupons,
     events,
     health,
@@ -22,7 +23,9 @@ from patron.api.routes import (
     members,
     metrics,
     program,
+    raffles,
     redemptions,
+    referrals,
     rewards,
     unsubscribe,
     webhooks,
@@ -81,6 +84,9 @@ def create_app(
         adjustments,
         program,
         coupons,
+        raffles,
+        referrals,
+        cart,
         loyalty,
         unsubscribe,
         webhooks,

@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from patron.cli import coupons, demo, jobs, keys, loyalty, mail, members, program, transfer, webhooks, worker
+from patron.cli import coupons, demo, jobs, keys, loyalty, mail, members, program, raffles, transfer, webhooks, worker
 from patron.cli.common import PatronGroup, ProgramOption, database, say
 from patron.cli.server import run_server
 from patron.services import programs
@@ -51,6 +51,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(transfer.app, name="import")
 app.add_typer(members.app, name="member")
 app.add_typer(coupons.app, name="coupons")
+app.add_typer(raffles.app, name="raffle")
 app.add_typer(mail.app, name="mail")
 app.add_typer(loyalty.grant_app, name="grant")
 app.add_typer(loyalty.tiers_app, name="tiers")

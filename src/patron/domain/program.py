@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from patron.domain.amounts import Money, Rounding
 from patron.domain.expressions import Expression, ExpressionError
+from patron.domain.referrals import ReferralScheme
 
 BUILTIN_EVENTS = frozenset({"purchase", "refund", "signup"})
 EXPRESSION_VARIABLES = frozenset({"event", "member"})
@@ -330,6 +331,7 @@ class ProgramDocument(Strict):
     refunds: Refunds = Refunds()
     rules: tuple[EarnRule, ...] = ()
     rewards: tuple[Reward, ...] = ()
+    referrals: ReferralScheme | None = Field(default=None, description="rewards for members who bring members")
     tiers: Tiers | None = None
     stamp_cards: tuple[StampCard, ...] = ()
     birthday: Occasion | None = None

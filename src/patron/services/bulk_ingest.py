@@ -30,7 +30,7 @@ from patron.domain.engine import (
 from patron.domain.events import Purchase, Refund, rule_trigger
 from patron.domain.ledger import Account, Lot, LotDebit, LotStatus
 from patron.domain.replay import advance, advance_order
-from patron.services import announcements, outbox
+from patron.services import announcements, outbox, referrals
 from patron.services import progress as progress_store
 from patron.services.errors import IdempotencyConflict, Invalid, NotFound, ServiceError
 from patron.services.hashing import request_fingerprint
@@ -384,6 +384,7 @@ def _write(conn: Connection, program_id: int, accepted: list[_Accepted], state: 
         _write_lots(conn, program_id, [(transaction_of[a.index], a) for a, _ in posting])
     _write_usage(conn, accepted)
     _write_orders(conn, program_id, state)
+    referrals.after_events(conn, state.cache, program_id, [(a.member.id, a.event) for a in accepted], now=now)
     outbox.emit(
         conn,
         [

@@ -259,6 +259,7 @@ def _check(
             coupons.c.code,
             coupons.c.uses,
             coupons.c.member_id,
+            coupons.c.revoked_at,
             coupons.c.batch_id,
             coupon_batches.c.name.label("batch"),
             coupon_batches.c.offer,
@@ -269,7 +270,9 @@ def _check(
     if row is None:
         raise NotFound(f"no coupon {wanted!r} in this program", field="code")
     offer = Offer.model_validate(row.offer)
-    if row.member_id is not None and (member is None or member.id != row.member_id):
+    if row.revoked_at is not None:
+        verdict = Verdict(False, Decimal(0), f"revoked at {row.revoked_at.isoformat()}")
+    elif row.member_id is not None and (member is None or member.id != row.member_id):
         verdict = Verdict(False, Decimal(0), "this code was given to another member", "member_id")
     else:
         member_uses = 0
@@ -397,7 +400,7 @@ def member_coupons(
     rows = conn.execute(
         select(coupons.c.code, coupons.c.uses, coupon_batches.c.offer)
         .join(coupon_batches, coupon_batches.c.id == coupons.c.batch_id)
-        .where(coupons.c.program_id == program_id, coupons.c.member_id == member.id)
+        .where(coupons.c.program_id == program_id, coupons.c.member_id == member.id, coupons.c.revoked_at.is_(None))
         .order_by(coupons.c.id)
     ).all()
     return [

@@ -20,7 +20,7 @@ from patron.domain.engine import (
 from patron.domain.events import Purchase, Refund, rule_trigger
 from patron.domain.ledger import Lot, LotStatus
 from patron.domain.progress import EMPTY as EMPTY_PROGRESS
-from patron.services import announcements, outbox
+from patron.services import announcements, outbox, referrals
 from patron.services import members as member_service
 from patron.services import progress as progress_store
 from patron.services.bulk_ingest import ingest_many
@@ -169,6 +169,7 @@ def _apply(
         ledger.debit_lots(conn, decision.lot_debits)
     _record_usage(conn, member.id, decision)
     _record_order(conn, program_id, member.id, event, decision)
+    referrals.after_events(conn, cache, program_id, [(member.id, event)], now=now)
     outbox.emit(conn, announcements.event_ingested(program_id, member.id, event, decision, transaction_id), now=now)
     progress_store.record(
         conn,

@@ -288,6 +288,7 @@ coupons = Table(
     Column("member_id", ForeignKey("members.id")),  # set when the code was given to one member only
     Column("uses", Integer, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime),  # e.g. a referral reward whose qualifying order was refunded
     CheckConstraint("uses >= 0", name="uses_not_negative"),
     UniqueConstraint("program_id", "code"),
     Index(None, "batch_id"),
@@ -374,4 +375,86 @@ occasion_grants = Table(
     Column("points", BigInteger, nullable=False),
     Column("transaction_id", ForeignKey("journal.id")),
     Column("granted_at", UtcDateTime, nullable=False),
+)
+
+# Points raffles. `seed` stays secret until the draw; `seed_hash` (its SHA-256) is public from creation.
+raffles = Table(
+    "raffles",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("program_id", ForeignKey("programs.id"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("prize_reward_id", String(64), nullable=False),
+    Column("winners", Integer, nullable=False),
+    Column("entry_cost", BigInteger, nullable=False),
+    Column("max_entries_per_member", Integer, nullable=False),
+    Column("draws_at", UtcDateTime, nullable=False),
+    Column("refund_losers", Boolean, nullable=False),
+    Column("seed", String(64), nullable=False),
+    Column("seed_hash", String(64), nullable=False),
+    Column("drawn_at", UtcDateTime),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    CheckConstraint("winners > 0 AND entry_cost > 0 AND max_entries_per_member > 0", name="positive"),
+    UniqueConstraint("program_id", "name"),
+)
+
+# One row per purchase of entries; `lots` keeps the lots it drew on (id, points, expiry) so a refund can give
+# the points back with the expiry they had.
+raffle_entries = Table(
+    "raffle_entries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("raffle_id", ForeignKey("raffles.id"), nullable=False),
+    Column("member_id", ForeignKey("members.id"), nullable=False),
+    Column("tickets", Integer, nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("transaction_id", ForeignKey("journal.id"), nullable=False),
+    Column("lots", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index(None, "raffle_id", "member_id"),
+)
+
+raffle_winners = Table(
+    "raffle_winners",
+    metadata,
+    Column("raffle_id", ForeignKey("raffles.id"), primary_key=True),
+    Column("rank", Integer, primary_key=True),
+    Column("member_id", ForeignKey("members.id"), nullable=False),
+    Column("ticket", String(64), nullable=False),
+    Column("prize_code", String(32)),
+    UniqueConstraint("raffle_id", "member_id"),
+)
+
+# Each member's own referral code, made when first asked for. `fingerprints`: hashed payment/device fingerprints
+# the merchant sent for the member, compared with those of the members they refer.
+referral_codes = Table(
+    "referral_codes",
+    metadata,
+    Column("member_id", ForeignKey("members.id"), primary_key=True),
+    Column("program_id", ForeignKey("programs.id"), nullable=False),
+    Column("code", String(32), nullable=False),
+    Column("fingerprints", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("program_id", "code"),
+)
+
+# One row per referred member (a member is referred once). Refusals stay, with their reason, for the referrer.
+referrals = Table(
+    "referrals",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("program_id", ForeignKey("programs.id"), nullable=False),
+    Column("referrer_id", ForeignKey("members.id"), nullable=False),
+    Column("referee_id", ForeignKey("members.id"), nullable=False, unique=True),
+    Column("status", String(16), nullable=False),
+    Column("reason", Text),
+    Column("ip", String(45)),
+    Column("fingerprints", JSON, nullable=False),
+    Column("order_id", String(128)),  # the qualifying order, once it came
+    Column("rewards", JSON, nullable=False),  # what each side got: points, transaction ids, coupon codes
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("decided_at", UtcDateTime),
+    Index(None, "referrer_id", "created_at"),
+    Index(None, "program_id", "ip", "created_at"),
 )
