@@ -14,6 +14,8 @@ class Settings(BaseSettings):
     port: int = 8000
     workers: int = 1
     pool_size: int = 20
+    # json: one object per line for a log collector; console: readable lines for a person at a terminal.
+    log_format: Literal["json", "console"] = "json"
 
     # Email (patron.mail). No SMTP host: mail is queued but not sent.
     smtp_host: str | None = None

@@ -20,7 +20,8 @@ from patron.worker.registry import JobKind, Registry, Schedule
 from patron.worker.runner import Worker
 from patron.worker.settings import WorkerSettings
 from tests.conftest import T0
-from tests.helpers import check_invariants, program_accounts, program_document, set_up
+from tests.helpers import check_invariants, program_accounts, set_up
+from tests.integration.plain_program import plain_program
 
 DAY = timedelta(days=1)
 
@@ -186,7 +187,7 @@ def test_concurrent_workers_never_run_a_job_twice(db):
 def _lots_that_expire(db, members=3):
     s = set_up(
         db,
-        program_document(expiry={"policy": "after", "days": 30}, pending_days=14),
+        plain_program(expiry={"policy": "after", "days": 30}, pending_days=14),
         member_ids=tuple(f"m{i}" for i in range(members)),
         now=T0,
     )

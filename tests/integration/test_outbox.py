@@ -12,14 +12,15 @@ from patron.services.errors import InsufficientPointsError, Invalid, NotFound
 from patron.services.outbox import Emitted, EventType
 from patron.store.background import outbox as outbox_table
 from tests.conftest import T0
-from tests.helpers import program_document, set_up
+from tests.helpers import set_up
+from tests.integration.plain_program import plain_program
 
 DAY = timedelta(days=1)
 
 
 @pytest.fixture
 def setup(db):
-    document = program_document(
+    document = plain_program(
         pending_days=14,
         rewards=[{"id": "coupon", "name": "Coupon", "cost": 50, "kind": "coupon", "value": "1.00"}],
     )
@@ -121,7 +122,7 @@ def test_a_change_that_rolls_back_leaves_no_outbox_row(db, setup):
 
 
 def test_a_publish_announces_the_new_version(db, setup):
-    programs.publish(db, setup.program_id, program_document(), actor="ann", now=T0 + DAY)
+    programs.publish(db, setup.program_id, plain_program(), actor="ann", now=T0 + DAY)
     (kind, member, data) = written(db)[-1]
     assert (kind, member, data["version"], data["published_by"]) == ("program.published", None, 2, "ann")
 

@@ -18,7 +18,8 @@ from patron.services import events
 from patron.services.clock import utcnow
 from patron.store.background import job_runs, jobs, outbox
 from patron.store.tables import journal, lots, postings
-from tests.helpers import check_invariants, program_accounts, program_document, set_up
+from tests.helpers import check_invariants, program_accounts, set_up
+from tests.integration.plain_program import plain_program
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +34,7 @@ def _seed(db):
     member_ids = tuple(f"m{i}" for i in range(MEMBERS))
     s = set_up(
         db,
-        program_document(expiry={"policy": "after", "days": 30}, pending_days=0),
+        plain_program(expiry={"policy": "after", "days": 30}, pending_days=0),
         member_ids=member_ids,
         now=long_ago,
     )

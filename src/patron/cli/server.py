@@ -1,6 +1,8 @@
 """Running the HTTP API, for `patron serve` and `patron demo`."""
 
 from patron.cli.common import say
+from patron.observability.logs import dict_config
+from patron.settings import Settings
 
 
 def run_server(host: str, port: int, workers: int) -> None:
@@ -8,4 +10,5 @@ def run_server(host: str, port: int, workers: int) -> None:
 
     say(f"Serving the Patron API on http://{host}:{port} (docs: http://{host}:{port}/docs)")
     # The factory reads its settings (PATRON_DATABASE_URL) from the environment: workers are separate processes.
-    uvicorn.run("patron.api.app:create_app", factory=True, host=host, port=port, workers=workers)
+    log_config = dict_config(Settings().log_format)
+    uvicorn.run("patron.api.app:create_app", factory=True, host=host, port=port, workers=workers, log_config=log_config)

@@ -7,6 +7,7 @@ from types import FrameType
 from typing import Annotated
 
 import typer
+from prometheus_client import start_http_server
 from rich.table import Table
 
 from patron.cli.common import database, fail, out, say
@@ -24,6 +25,14 @@ def worker(
     log_format: Annotated[
         str, typer.Option("--log-format", envvar="PATRON_LOG_FORMAT", help="json (one object per line) or console.")
     ] = "json",
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            envvar="PATRON_WORKER_METRICS_PORT",
+            help="Serve this worker's Prometheus counters (jobs, deliveries) on this port.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run background work until SIGTERM or Ctrl-C: periodic jobs (activation, expiry, reminders), the outbox
     and webhook deliveries. Run it beside `patron serve`; several workers may share a PostgreSQL database."""
@@ -39,6 +48,8 @@ def worker(
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if metrics_port is not None:
+        start_http_server(metrics_port, addr="127.0.0.1")  # scraped from this host (or a sidecar)
     name = worker_name()
     with database() as db:
         Worker(db, default_registry(settings, worker=name), settings, name=name, stopping=stopping).run()

@@ -2,8 +2,8 @@
 own events and for the libraries' standard-library logging (uvicorn, alembic) alike."""
 
 import logging
-import sys
-from typing import Literal
+import logging.config
+from typing import Any, Literal
 
 import structlog
 
@@ -17,31 +17,52 @@ _SHARED: list[structlog.typing.Processor] = [
 ]
 
 
-def configure(log_format: LogFormat = "json", level: int = logging.INFO) -> None:
-    renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if log_format == "json" else structlog.dev.ConsoleRenderer(colors=False)
-    )
+def _renderer(log_format: LogFormat) -> structlog.typing.Processor:
+    if log_format == "json":
+        return structlog.processors.JSONRenderer()
+    return structlog.dev.ConsoleRenderer(colors=False)
+
+
+def configure_structlog() -> None:
+    """Patron's structlog loggers hand their events to the standard library, formatted there with the rest."""
     structlog.configure(
         processors=[*_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=_SHARED,
-            processors=[
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.format_exc_info,
-                renderer,
-            ],
-        )
+
+
+def configure(log_format: LogFormat = "json", level: int = logging.INFO) -> None:
+    """For a command's own process (`patron worker`): every log record to stderr, structured."""
+    logging.config.dictConfig(dict_config(log_format))
+    logging.getLogger().setLevel(level)
+
+
+def formatter(log_format: LogFormat = "json") -> logging.Formatter:
+    """The structured formatter, for a logging dictConfig (uvicorn applies one in each of its worker processes)."""
+    configure_structlog()
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_SHARED,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            _renderer(log_format),
+        ],
     )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        # uvicorn installs its own handlers; hand its records to the root so they come out structured too.
-        logging.getLogger(name).handlers.clear()
-        logging.getLogger(name).propagate = True
+
+
+def dict_config(log_format: LogFormat = "json") -> dict[str, Any]:
+    """uvicorn's `log_config`: its own loggers and Patron's, all through the structured formatter on stderr."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"structured": {"()": f"{__name__}.formatter", "log_format": log_format}},
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "structured", "stream": "ext://sys.stderr"}
+        },
+        "root": {"handlers": ["stderr"], "level": "INFO"},
+        "loggers": {
+            name: {"handlers": [], "propagate": True} for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+        },
+    }
