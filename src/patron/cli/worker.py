@@ -11,7 +11,7 @@ from prometheus_client import start_http_server
 from rich.table import Table
 
 from patron.cli.common import database, fail, out, say
-from patron.observability.logs import LogFormat, configure
+from patron.observability.logs import LogFormat, configure, configure_for_terminal
 from patron.services.clock import utcnow
 from patron.worker import queue
 from patron.worker.plugins import default_registry
@@ -83,7 +83,7 @@ def list_jobs() -> None:
 def run_job(name: Annotated[str, typer.Argument(help="A job name from `patron jobs list`.")]) -> None:
     """Run a job now, in this process, recorded like any other run. Safe beside a worker: every job is
     idempotent, so work the worker already did is not done again."""
-    configure("console")  # the run's log lines go to stderr; stdout gets the result alone
+    configure_for_terminal()  # the run's log lines go to stderr; stdout gets the result alone
     settings = WorkerSettings()
     worker_id = f"cli:{worker_name()}"
     registry = default_registry(settings, worker=worker_id)

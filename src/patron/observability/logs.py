@@ -3,6 +3,7 @@ own events and for the libraries' standard-library logging (uvicorn, alembic) al
 
 import logging
 import logging.config
+import sys
 from typing import Any, Literal
 
 import structlog
@@ -66,3 +67,18 @@ def dict_config(log_format: LogFormat = "json") -> dict[str, Any]:
             name: {"handlers": [], "propagate": True} for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
         },
     }
+
+
+def configure_for_terminal() -> None:
+    """For a command a person runs and reads (`patron jobs run`): readable lines on stderr, leaving stdout to
+    the result and the standard library's logging as it is."""
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _renderer("console"),
+        ],
+        # The stream is looked up at each log call: a caller may have swapped sys.stderr meanwhile.
+        logger_factory=lambda *_args: structlog.PrintLogger(sys.stderr),
+        cache_logger_on_first_use=False,
+    )
