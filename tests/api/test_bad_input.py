@@ -8,6 +8,7 @@ what it was. On SQLite and PostgreSQL.
 """
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -495,4 +496,24 @@ def test_an_event_ahead_of_our_clock_is_drift_up_to_15_minutes_and_refused_after
     assert "in the future" in problem["detail"]
     results = api.post("/v1/events/batch", key="events", json={"events": [ahead]}).json()["results"]
     assert [(r["status"], r["problem"]["errors"][0]["field"]) for r in results] == [(422, "occurred_at")]
+    assert ledger_bytes(api.db) == before
+
+
+def test_no_route_answers_a_nul_in_its_path_or_query_with_a_500(api):
+    """PostgreSQL cannot even compare text holding NUL: wherever one gets through to a query, it is still a 4xx."""
+    before = ledger_bytes(api.db)
+    paths = api.client.get("/openapi.json").json()["paths"]
+    requests = [
+        (method, re.sub(r"\{[^}]+\}", "a%00b", path), {})
+        for path, methods in paths.items()
+        if "{" in path
+        for method in methods
+    ]
+    requests += [("get", path, {"cursor": "a\x00b"}) for path in ("/v1/members", "/v1/members/m1/history")]
+    failures = []
+    for method, path, params in requests:
+        reply = api.client.request(method, path, params=params, headers=api.auth())
+        if not 400 <= reply.status_code < 500 or reply.headers["content-type"] != "application/problem+json":
+            failures.append(f"{method.upper()} {path} {params}: {reply.status_code} {reply.text[:200]}")
+    assert failures == [], "\n".join(failures)
     assert ledger_bytes(api.db) == before

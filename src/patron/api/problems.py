@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from patron.api.text import NUL_MESSAGE
 from patron.services.errors import ServiceError
 from patron.store.database import is_retryable
 
@@ -156,6 +157,10 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
+    if "cannot contain NUL" in str(exc.orig):
+        # PostgreSQL refusing a NUL the request carried somewhere no route checked (a path or query parameter):
+        # the client's input, not our failure.
+        return problem_response(invalid([FieldError(field=None, message=NUL_MESSAGE)], NUL_MESSAGE))
     if not is_retryable(exc):
         return await _unexpected(request, exc)
     # The service already retried the lost race several times; the client may safely retry the same request.

@@ -14,12 +14,12 @@ from fastapi.exceptions import RequestValidationError
 # JSON carries NUL only escaped (a raw control character is not valid JSON), so one scan of the bytes clears
 # almost every body; only one containing the escape is parsed to find where it is.
 _ESCAPED_NUL = b"\\u0000"
-_MESSAGE = "text may not contain the NUL character (\\u0000)"
+NUL_MESSAGE = "text may not contain the NUL character (\\u0000)"
 
 
 def nul_errors(data: Any) -> list[dict[str, Any]]:
     """Validation errors (pydantic's shape) for each string, or object key, in `data` that holds a NUL."""
-    return [{"type": "string_nul", "loc": loc, "msg": _MESSAGE, "input": None} for loc in _nul_locations(data)]
+    return [{"type": "string_nul", "loc": loc, "msg": NUL_MESSAGE, "input": None} for loc in _nul_locations(data)]
 
 
 async def _refuse_nul(request: Request) -> None:
