@@ -9,11 +9,15 @@ import sqlalchemy as sa
 
 from patron.domain.events import Purchase
 from patron.domain.ledger import LotStatus
-from patron.services import events
+from patron.services import adjustments, events
+from patron.services import outbox as outbox_service
 from patron.services.outbox import EventType
-from patron.store.background import job_runs, jobs, outbox
+from patron.store.background import job_runs, jobs, outbox, webhook_deliveries
 from patron.store.tables import lots
+from patron.webhooks import subscriptions
+from patron.webhooks.delivery import WebhookConsumer
 from patron.worker import queue
+from patron.worker.housekeeping import PRUNE
 from patron.worker.ledger_jobs import ACTIVATE, EXPIRE, REMIND
 from patron.worker.plugins import default_registry
 from patron.worker.registry import JobKind, Registry, Schedule
@@ -243,3 +247,42 @@ def test_the_shipped_registry_schedules_every_ledger_job(db):
     scheduled = Counter(j.kind for j in job_rows(db))
     assert set(scheduled) == {k.name for k in registry.kinds.values() if k.schedule is not None}
     assert set(scheduled.values()) == {1}, "scheduled once per period, however often the worker looks"
+
+
+def test_housekeeping_deletes_what_is_done_and_keeps_what_is_owed(db):
+
+    s = set_up(db, plain_program(), member_ids=("m1",), now=T0)
+    db.run(
+        lambda conn: subscriptions.create(
+            conn, s.program_id, "http://127.0.0.1:9/", ["points.adjusted"], description="", now=T0
+        )
+    )
+    for reason in ("delivered", "dead", "pending"):
+        adjustments.adjust(db, s.cache, s.program_id, "m1", 5, reason, actor="t", now=T0)
+    outbox_service.dispatch(db, [WebhookConsumer()], now=T0)  # the publish and the three adjustments
+    with db.write() as conn:
+        ids = conn.execute(sa.select(webhook_deliveries.c.id).order_by(webhook_deliveries.c.id)).scalars().all()
+        conn.execute(
+            sa.update(webhook_deliveries)
+            .where(webhook_deliveries.c.id == ids[0])
+            .values(status="delivered", delivered_at=T0)
+        )
+        conn.execute(sa.update(webhook_deliveries).where(webhook_deliveries.c.id == ids[1]).values(status="dead"))
+    adjustments.adjust(db, s.cache, s.program_id, "m1", 5, "not dispatched yet", actor="t", now=T0)
+    clock = Clock(T0)
+    worker = Worker(db, registry_of(PRUNE, EXPIRE), settings(), clock=clock, name="w")
+    worker.run_now("points.expire")
+
+    clock.now = T0 + 31 * DAY
+    result = worker.run_now("background.prune")
+    assert result.result == {"deliveries": 1, "messages": 2, "job_runs": 1, "jobs": 1}
+    with db.read() as conn:
+        left = conn.execute(sa.select(webhook_deliveries.c.status).order_by(webhook_deliveries.c.id)).scalars().all()
+        messages = conn.execute(sa.select(outbox.c.type, outbox.c.dispatched_at).order_by(outbox.c.id)).all()
+    assert left == ["dead", "pending"]
+    assert [(t, d is None) for t, d in messages] == [
+        ("points.adjusted", False),
+        ("points.adjusted", False),
+        ("points.adjusted", True),
+    ]
+    assert [j.kind for j in job_rows(db)] == ["background.prune"], "the expiry run is gone; this run is kept"

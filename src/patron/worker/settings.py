@@ -24,6 +24,9 @@ class WorkerSettings(BaseSettings):
     webhook_retry_max_seconds: float = Field(6 * 3600.0, ge=0)
     webhook_batch: int = Field(50, ge=1)
     webhook_concurrency: int = Field(4, ge=1)
+    background_retention_days: int = Field(
+        30, ge=1, description="delivered webhooks, dispatched outbox messages and finished jobs are kept this long"
+    )
     webhook_rotation_grace_hours: float = Field(
         24.0, ge=0, description="after a rotation, deliveries are signed with the old secret too for this long"
     )
