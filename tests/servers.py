@@ -4,6 +4,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from typing import Any
 
 
 def free_port() -> int:
@@ -12,14 +13,15 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_for(url: str, *, seconds: float, process: subprocess.Popen[str]) -> bytes:
+def wait_for(url: str, *, seconds: float, process: subprocess.Popen[Any] | None) -> bytes:
+    """The body of the first successful GET of `url`; fails early if `process` (the server) exits."""
     deadline = time.monotonic() + seconds
     while True:
         try:
             with urllib.request.urlopen(url, timeout=2) as reply:
                 return bytes(reply.read())
         except OSError:
-            if process.poll() is not None:
+            if process is not None and process.poll() is not None:
                 raise AssertionError(f"the server exited with {process.returncode}") from None
             if time.monotonic() > deadline:
                 raise
