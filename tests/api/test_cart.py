@@ -1,10 +1,33 @@
 """Cart evaluation: the earnings a dry run would show, the coupons that apply, upsell hints, and no writes."""
 
+import pytest
+
 from patron.domain.program import ProgramDocument
 from patron.services import programs
 from tests.api.conftest import assert_problem
 from tests.conftest import T0
-from tests.helpers import LONG_AGO, program_document
+from tests.helpers import LONG_AGO
+
+RULES = [
+    {"id": "purchase", "description": "1 point per dollar spent", "event": "purchase"},
+    {
+        "id": "big-basket",
+        "description": "50 bonus points for orders of 100 dollars or more",
+        "event": "purchase",
+        "when": "event.total_minor >= 10000",
+        "points": {"fixed": 50},
+    },
+]
+
+
+@pytest.fixture(autouse=True)
+def plain_program(api):
+    """Two purchase rules and nothing else, whatever the demo program grows into."""
+    programs.publish(api.db, api.program_id, plain_document(), actor="t", now=T0, effective_from=LONG_AGO)
+
+
+def plain_document(**fields) -> ProgramDocument:
+    return ProgramDocument.model_validate({"name": "Cart shop", "currency": "USD", "rules": RULES, **fields})
 
 
 def evaluate(api, body, member_id="m1", key="read"):
@@ -72,16 +95,13 @@ def test_bad_carts_and_unknown_things_are_4xx(api):
 
 
 def test_a_stamp_card_says_how_many_stamps_are_left(api):
-    document = program_document().model_dump(mode="json")
-    document["rewards"].append(
-        {"id": "free-cup", "name": "a free cup", "cost": 1, "kind": "free_product", "sku": "CUP"}
+    document = plain_document(
+        rewards=[{"id": "free-cup", "name": "a free cup", "cost": 1, "kind": "free_product", "sku": "CUP"}],
+        stamp_cards=[
+            {"id": "cups", "name": "Cup card", "when": "event.item_count >= 1", "size": 3, "reward": "free-cup"}
+        ],
     )
-    document["stamp_cards"] = [
-        {"id": "cups", "name": "Cup card", "when": "event.item_count >= 1", "size": 3, "reward": "free-cup"}
-    ]
-    programs.publish(
-        api.db, api.program_id, ProgramDocument.model_validate(document), actor="t", now=T0, effective_from=LONG_AGO
-    )
+    programs.publish(api.db, api.program_id, document, actor="t", now=T0, effective_from=LONG_AGO)
     cup = {"total": "4.00", "lines": [{"sku": "CUP", "unit_price": "4.00"}]}
     event = {"type": "purchase", "event_id": "e1", "member_id": "m1", "order_id": "o1", "occurred_at": T0.isoformat()}
     assert api.post("/v1/events", key="events", json=event | cup).status_code == 201

@@ -4,7 +4,9 @@ import hashlib
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
+from patron.store.background import outbox
 from tests.api.conftest import assert_problem
 from tests.conftest import T0
 from tests.helpers import check_invariants, member_lots
@@ -61,6 +63,10 @@ def test_entries_spend_points_and_the_draw_reveals_a_seed_that_checks_out(api):
     # Points are spent, win or lose (refund_losers is false).
     assert sum(api.balance(m)["available"] for m in ("ann", "bob", "cy")) == 3000 - 600
 
+    with api.db.read() as conn:
+        (announced,) = conn.execute(sa.select(outbox.c.data).where(outbox.c.type == "raffle.drawn")).scalars()
+    assert announced["seed"] == body["seed"]
+    assert [w["member_id"] for w in announced["winners"]] == [w["member_id"] for w in body["results"]]
     verification = api.get("/v1/raffles/spring/verification", key="read").json()
     assert verification["verified"] is True
     assert verification["tickets"] == ["1:0", "2:0", "2:1", "2:2", "3:0", "3:1"]
@@ -184,3 +190,33 @@ def test_unknown_raffle_and_other_tenant(api):
     make_raffle(api)
     assert_problem(api.get("/v1/raffles/nope", key="read"), 404, "raffle")
     assert_problem(api.get("/v1/raffles/spring", key="other"), 404, "raffle")
+
+
+def test_the_maximum_per_member_holds_under_concurrent_entries(pg_db):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from patron.services import adjustments, raffles
+    from patron.services.errors import Conflict
+    from patron.services.raffles import RaffleSpec
+    from tests.helpers import set_up
+
+    setup = set_up(pg_db, now=T0)
+    adjustments.adjust(pg_db, setup.cache, setup.program_id, "m1", 10_000, "funds", actor="t", now=T0)
+    spec = RaffleSpec(
+        name="race", prize_reward_id="coupon-5", winners=1, entry_cost=100, max_entries_per_member=5, draws_at=DRAWS_AT
+    )
+    raffles.create(pg_db, setup.cache, setup.program_id, spec, actor="t", now=T0)
+
+    def attempt(_):
+        try:
+            raffles.enter(pg_db, setup.program_id, "race", "m1", 1, now=T0)
+        except Conflict:
+            return False
+        return True
+
+    with ThreadPoolExecutor(20) as pool:
+        outcomes = list(pool.map(attempt, range(20)))
+    assert outcomes.count(True) == 5
+    with pg_db.read() as conn:
+        assert raffles.view(conn, setup.program_id, "race").tickets_sold == 5
+    check_invariants(pg_db)

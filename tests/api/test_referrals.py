@@ -4,9 +4,11 @@ a reason the referrer sees; a refunded first order claws the rewards back; misus
 from datetime import datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from patron.domain.program import ProgramDocument
 from patron.services import programs
+from patron.store.background import outbox
 from tests.api.conftest import assert_problem
 from tests.conftest import T0
 from tests.helpers import LONG_AGO, check_invariants, program_document
@@ -63,6 +65,11 @@ def purchase(api, member_id, order_id, total, at=LATER):
     return reply.json()
 
 
+def announcements(api, kind):
+    with api.db.read() as conn:
+        return conn.execute(sa.select(outbox).where(outbox.c.type == kind)).all()
+
+
 def referral_list(api, member_id="m1"):
     return api.get(f"/v1/members/{member_id}/referrals", key="read").json()
 
@@ -96,6 +103,8 @@ def test_both_sides_are_rewarded_on_the_first_qualifying_purchase_only(referrals
 
     purchase(api, "bob", "again", "99.00")  # only the first qualifying purchase rewards
     assert api.balance("m1")["available"] == before + 100
+    announced = announcements(api, "referral.converted")
+    assert [(a.data["referee_id"], a.data["referrer_points"]) for a in announced] == [("bob", 100)]
     check_invariants(api.db)
 
 
@@ -146,6 +155,7 @@ def test_self_referral_is_recorded_as_not_eligible(referrals, profile, fingerpri
     shown = referral_list(api)[0]
     assert shown["eligible"] is False
     assert reason in shown["reason"]
+    assert len(announcements(api, "referral.rejected")) == 1
     before = api.balance("m1")["available"]
     purchase(api, "alias", "o1", "50.00")
     assert api.balance("m1")["available"] == before  # never rewarded
@@ -235,3 +245,28 @@ def test_without_a_scheme_sign_ups_are_refused(api):
     before = api.snapshot()
     assert_problem(api.post("/v1/referrals", key="events", json={"member_id": "bob", "code": code}), 409, "code")
     assert api.snapshot() == before
+
+
+def test_the_weekly_cap_holds_when_sign_ups_race(pg_db):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from patron.domain.members import MemberProfile
+    from patron.services import members, referrals
+    from tests.helpers import set_up
+
+    document = ProgramDocument.model_validate(
+        program_document().model_dump(mode="json")
+        | {"referrals": {"referrer": {"points": 10}, "referee": {"points": 5}, "max_per_referrer_per_week": 2}}
+    )
+    newcomers = tuple(f"n{i}" for i in range(10))
+    setup = set_up(pg_db, document, member_ids=("m1", *newcomers), now=T0)
+    members.upsert(pg_db, setup.program_id, "m1", MemberProfile(), now=T0)
+    code = referrals.code_for(pg_db, setup.program_id, "m1", now=T0)[0].code
+
+    def sign(member_id):
+        return referrals.sign_up(pg_db, setup.cache, setup.program_id, member_id, code, ip=None, now=T0).status
+
+    with ThreadPoolExecutor(10) as pool:
+        statuses = list(pool.map(sign, newcomers))
+    assert statuses.count("pending") == 2
+    assert statuses.count("not_eligible") == 8

@@ -30,6 +30,7 @@ from patron.domain.coupons import (
     normalize_code,
 )
 from patron.services import members as member_service
+from patron.services import outbox
 from patron.services.errors import Conflict, Invalid, NotFound, ServiceError
 from patron.services.hashing import request_fingerprint
 from patron.services.idempotency import StoredReply, recall_key, remember_key
@@ -145,6 +146,10 @@ def issue_code(conn: Connection, program_id: int, batch_name: str, member_id: in
         raise NotFound(f"no coupon batch {batch_name!r}", field="coupon_batch")
     (code,) = _fresh_codes(conn, program_id, row.pattern, 1)
     _insert_codes(conn, program_id, row.id, [code], member_id, now)
+    issued = outbox.Emitted(
+        program_id, outbox.EventType.COUPON_ISSUED, member_id, {"code": code, "batch": batch_name}, now
+    )
+    outbox.emit(conn, [issued], now=now)
     return code
 
 

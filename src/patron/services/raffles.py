@@ -16,6 +16,7 @@ from patron.domain.engine import NewLot
 from patron.domain.ledger import Account, InsufficientPoints, Posting, plan_spend
 from patron.domain.program import Identifier, RewardKind
 from patron.services import members as member_service
+from patron.services import outbox
 from patron.services.errors import Conflict, InsufficientPointsError, Invalid, NotFound
 from patron.services.hashing import request_fingerprint
 from patron.services.idempotency import StoredReply, recall_key, remember_key
@@ -315,7 +316,21 @@ def draw(db: Database, cache: ProgramCache, program_id: int, name: str, *, now: 
             winners = {ticket.member_id for ticket in winning}
             _refund(conn, program_id, raffle, [e for e in entries if e.external_id not in winners], now=now)
         conn.execute(update(raffles).where(raffles.c.id == raffle.id).values(drawn_at=now))
-        return view(conn, program_id, name)
+        drawn = view(conn, program_id, name)
+        announcement = outbox.Emitted(
+            program_id,
+            outbox.EventType.RAFFLE_DRAWN,
+            None,
+            {
+                "raffle": name,
+                "seed": raffle.seed,
+                "seed_hash": raffle.seed_hash,
+                "winners": [w.model_dump(include={"rank", "member_id", "ticket"}) for w in drawn.results],
+            },
+            now,
+        )
+        outbox.emit(conn, [announcement], now=now)
+        return drawn
 
     return db.run(work)
 

@@ -28,7 +28,7 @@ from patron.domain.referrals import (
     refund_undoes,
     screen,
 )
-from patron.services import coupons
+from patron.services import coupons, outbox
 from patron.services import members as member_service
 from patron.services.errors import Conflict, Invalid, NotFound
 from patron.services.programs import ProgramCache
@@ -137,7 +137,8 @@ def sign_up(
             raise Conflict(f"member {referee.external_id!r} was already referred", field="member_id")
         if conn.execute(select(orders.c.order_id).where(orders.c.member_id == referee.id).limit(1)).first():
             raise Conflict(f"member {referee.external_id!r} is not new: they have purchases", field="member_id")
-        referrer = _member_by_id(conn, owner.member_id)
+        # The referrer's lock makes the weekly cap hold when several people sign up with one code at once.
+        referrer = _member_by_id(conn, owner.member_id, lock=True)
         reason = screen(
             scheme,
             Party(referrer.email, referrer.phone, frozenset(owner.fingerprints) | _fingerprints_of(conn, referrer.id)),
@@ -160,16 +161,23 @@ def sign_up(
                 "decided_at": None if reason is None else now,
             },
         )
+        if reason is not None:
+            event = outbox.Emitted(
+                program_id,
+                outbox.EventType.REFERRAL_REJECTED,
+                referrer.id,
+                {"referee_id": referee.external_id, "reason": reason},
+                now,
+            )
+            outbox.emit(conn, [event], now=now)
         return _view_of_referee(conn, referee.id, scheme, now)
 
     return db.run(work)
 
 
-def _member_by_id(conn: Connection, member_id: int) -> MemberRow:
-    external_id = conn.execute(
-        select(members.c.external_id, members.c.program_id).where(members.c.id == member_id)
-    ).one()
-    return member_service.require(conn, external_id.program_id, external_id.external_id)
+def _member_by_id(conn: Connection, member_id: int, *, lock: bool = False) -> MemberRow:
+    found = conn.execute(select(members.c.external_id, members.c.program_id).where(members.c.id == member_id)).one()
+    return member_service.require(conn, found.program_id, found.external_id, lock=lock)
 
 
 def _fingerprints_of(conn: Connection, member_id: int) -> frozenset[str]:
@@ -305,6 +313,25 @@ def after_events(
                     .values(status=Status.REWARDED.value, order_id=event.order_id, rewards=given, decided_at=now)
                 )
                 status[member_id] = Status.REWARDED
+                converted = {
+                    "referee_id": event.member_id,
+                    "order_id": event.order_id,
+                    "referrer_points": given["referrer"].get("points", 0),
+                    "referee_points": given["referee"].get("points", 0),
+                }
+                outbox.emit(
+                    conn,
+                    [
+                        outbox.Emitted(
+                            program_id,
+                            outbox.EventType.REFERRAL_CONVERTED,
+                            found["referrer_id"],
+                            converted,
+                            event.occurred_at,
+                        )
+                    ],
+                    now=now,
+                )
                 found |= {"order_id": event.order_id, "rewards": given}
         elif isinstance(event, Refund) and status[member_id] is Status.REWARDED:
             if found["order_id"] != event.order_id:
