@@ -7,6 +7,7 @@ table (journal, postings, lots, balances, redemptions, audit log, reward stock, 
 what it was. On SQLite and PostgreSQL.
 """
 
+import base64
 import json
 import re
 from dataclasses import dataclass, field
@@ -517,3 +518,23 @@ def test_no_route_answers_a_nul_in_its_path_or_query_with_a_500(api):
             failures.append(f"{method.upper()} {path} {params}: {reply.status_code} {reply.text[:200]}")
     assert failures == [], "\n".join(failures)
     assert ledger_bytes(api.db) == before
+
+
+def test_forged_cursors_are_422(api):
+    def forged(text):
+        return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+    assert api.put("/v1/members/m2", key="events", json={}).status_code == 201
+    given = api.get("/v1/members", key="read", params={"limit": 1}).json()["next_cursor"]
+    assert api.get("/v1/members", key="read", params={"cursor": given}).status_code == 200
+    for cursor in (
+        forged("v1:" + "9" * 30),  # past 64 bits: the database would refuse to compare it
+        forged("v1:9223372036854775808"),
+        forged("v1:-5"),
+        forged("v1: 2"),
+        forged("v1:2_0"),
+        forged("v1:\u0663"),  # ARABIC-INDIC DIGIT THREE: int() reads it as 3
+        given + "==",
+    ):
+        for path in ("/v1/members", "/v1/members/m1/history"):
+            assert_problem(api.get(path, key="read", params={"cursor": cursor}), 422, "cursor")
