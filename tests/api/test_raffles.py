@@ -59,7 +59,14 @@ def test_entries_spend_points_and_the_draw_reveals_a_seed_that_checks_out(api):
     assert body["tickets_sold"] == 6
     assert len(body["results"]) == 2
     assert len({w["member_id"] for w in body["results"]}) == 2
-    assert all(w["prize_code"] for w in body["results"])
+    # Each prize is a coupon code the winner, and only the winner, can use at a checkout.
+    for winner in body["results"]:
+        check = {"code": winner["prize_code"], "cart": {"total": "20"}, "member_id": winner["member_id"]}
+        judged = api.post("/v1/coupons/validate", key="read", json=check).json()
+        assert (judged["applies"], judged["discount"]) == (True, "5.00")
+    loser = ({"ann", "bob", "cy"} - {w["member_id"] for w in body["results"]}).pop()
+    stolen = {"code": body["results"][0]["prize_code"], "cart": {"total": "20"}, "member_id": loser}
+    assert api.post("/v1/coupons/validate", key="read", json=stolen).json()["applies"] is False
     # Points are spent, win or lose (refund_losers is false).
     assert sum(api.balance(m)["available"] for m in ("ann", "bob", "cy")) == 3000 - 600
 

@@ -134,6 +134,26 @@ def create_batch(
     return db.run(work)
 
 
+def ensure_batch(conn: Connection, program_id: int, name: str, offer: Offer, *, actor: str, now: datetime) -> None:
+    """A batch with no codes yet, for codes issued one at a time (prizes); nothing if it exists. Runs in the
+    caller's transaction."""
+    exists = conn.execute(
+        select(coupon_batches.c.id).where(coupon_batches.c.program_id == program_id, coupon_batches.c.name == name)
+    ).first()
+    if exists is None:
+        conn.execute(
+            insert(coupon_batches),
+            {
+                "program_id": program_id,
+                "name": name,
+                "offer": offer.model_dump(mode="json"),
+                "pattern": DEFAULT_PATTERN,
+                "created_by": actor,
+                "created_at": now,
+            },
+        )
+
+
 def issue_code(conn: Connection, program_id: int, batch_name: str, member_id: int, *, now: datetime) -> str:
     """One new code of the batch that only this member can use (a referral reward, a prize). Runs in the
     caller's transaction."""

@@ -12,16 +12,16 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, Row, func, insert, select, update
 
 from patron.domain import raffles as draw_rules
+from patron.domain.coupons import CouponKind, Offer
 from patron.domain.engine import NewLot
 from patron.domain.ledger import Account, InsufficientPoints, Posting, plan_spend
-from patron.domain.program import Identifier, RewardKind
+from patron.domain.program import Identifier, Reward, RewardKind
+from patron.services import coupons, outbox
 from patron.services import members as member_service
-from patron.services import outbox
 from patron.services.errors import Conflict, InsufficientPointsError, Invalid, NotFound
 from patron.services.hashing import request_fingerprint
 from patron.services.idempotency import StoredReply, recall_key, remember_key
 from patron.services.programs import ProgramCache
-from patron.services.redemptions import coupon_code
 from patron.services.views import Balance
 from patron.store import ledger
 from patron.store.database import Database
@@ -299,6 +299,7 @@ def draw(db: Database, cache: ProgramCache, program_id: int, name: str, *, now: 
             if taken.rowcount != 1:
                 raise Conflict(f"{reward.name!r} has fewer than {len(winning)} left in stock", field="prize_reward_id")
         if winning:
+            prize_batch = _prize_batch(conn, program_id, raffle.name, reward, now=now)
             conn.execute(
                 insert(raffle_winners),
                 [
@@ -307,7 +308,9 @@ def draw(db: Database, cache: ProgramCache, program_id: int, name: str, *, now: 
                         "rank": rank,
                         "member_id": member_ids[ticket.member_id],
                         "ticket": ticket.label,
-                        "prize_code": coupon_code() if reward.kind is not RewardKind.GIFT else None,
+                        "prize_code": None
+                        if prize_batch is None
+                        else coupons.issue_code(conn, program_id, prize_batch, member_ids[ticket.member_id], now=now),
                     }
                     for rank, ticket in enumerate(winning, start=1)
                 ],
@@ -333,6 +336,20 @@ def draw(db: Database, cache: ProgramCache, program_id: int, name: str, *, now: 
         return drawn
 
     return db.run(work)
+
+
+def _prize_batch(conn: Connection, program_id: int, raffle_name: str, reward: Reward, *, now: datetime) -> str | None:
+    """Coupon and free-product prizes are codes of a batch of the raffle's own, so a checkout can validate and
+    redeem them like any coupon (each for its winner only). Gifts have no code."""
+    if reward.kind is RewardKind.COUPON:
+        offer = Offer(kind=CouponKind.AMOUNT_OFF, amount=reward.value)
+    elif reward.kind is RewardKind.FREE_PRODUCT:
+        offer = Offer(kind=CouponKind.FREE_PRODUCT, sku=reward.sku)
+    else:
+        return None
+    name = f"raffle.{raffle_name}"[:64]
+    coupons.ensure_batch(conn, program_id, name, offer, actor=f"raffle:{raffle_name}", now=now)
+    return name
 
 
 def _refund(conn: Connection, program_id: int, raffle: AnyRow, losing: list[AnyRow], *, now: datetime) -> None:
