@@ -73,6 +73,8 @@ def demo(
         return
     # The API's workers read PATRON_DATABASE_URL themselves: point them at the database just loaded.
     os.environ["PATRON_DATABASE_URL"] = str(db.url.render_as_string(hide_password=False))
+    # A person is watching the demo at a terminal, not a log collector (unless they asked for one).
+    os.environ.setdefault("PATRON_LOG_FORMAT", "console")
     run_server(settings.host, settings.port, settings.workers)
 
 
