@@ -13,7 +13,11 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from pydantic import SecretStr
 
+from patron.domain.members import MemberProfile
 from patron.settings import Settings
+from patron.store import members as member_rows
+from patron.store.database import Database
+from tests.conftest import T0
 
 SECRET = "test-secret-key-for-unsubscribe-links"
 
@@ -88,3 +92,9 @@ def body(message: EmailMessage, subtype: str = "plain") -> str:
     content = part.get_content()
     assert isinstance(content, str)
     return content
+
+
+def enrol(db: Database, program_id: int, external_id: str, **profile: Any) -> int:
+    """A member written straight to the store, so no welcome mail is queued (the service's enrolment queues
+    one: see test_welcome); returns the member's row id."""
+    return db.run(lambda conn: member_rows.create(conn, program_id, external_id, MemberProfile(**profile), T0).id)

@@ -12,20 +12,15 @@ from patron.mail import consent, outbox
 from patron.mail.delivery import deliver_pending
 from patron.mail.kinds import Birthday, MailKind, PointsExpiring, ProgramChange, ProgramChanged, RewardRedeemed
 from patron.services import members
-from patron.store import members as member_rows
 from patron.store.tables import mail_outbox
 from tests.conftest import T0
 from tests.helpers import set_up
 from tests.mail.conftest import SECRET, body, free_port
+from tests.mail.conftest import enrol as enrol_member
 
 
 def enrol(setup, external_id, *, email, locale=None, consent=None) -> int:
-    profile = MemberProfile(email=email, locale=locale, marketing_consent=consent)
-    members.upsert(setup.db, setup.program_id, external_id, profile, now=T0)
-    with setup.db.read() as conn:
-        row = member_rows.find(conn, setup.program_id, external_id)
-    assert row is not None
-    return row.id
+    return enrol_member(setup.db, setup.program_id, external_id, email=email, locale=locale, marketing_consent=consent)
 
 
 def queue(setup, member_id, kind, context, **kwargs) -> bool:

@@ -3,25 +3,19 @@ and a change of the program's terms announced to every member."""
 
 from datetime import timedelta
 
-from patron.domain.members import MemberProfile
 from patron.mail.consumer import MailConsumer, program_changes
 from patron.mail.delivery import deliver_pending
 from patron.mail.kinds import ProgramChange
-from patron.services import adjustments, members, outbox, programs, redemptions
+from patron.services import adjustments, outbox, programs, redemptions
 from patron.services.outbox import Emitted, EventType
-from patron.store import members as member_rows
 from tests.conftest import T0
 from tests.helpers import program_document, set_up
 from tests.mail.conftest import body
+from tests.mail.conftest import enrol as enrol_member
 
 
 def enrol(s, external_id, *, email, locale=None, consent=None) -> int:
-    profile = MemberProfile(email=email, locale=locale, marketing_consent=consent)
-    members.upsert(s.db, s.program_id, external_id, profile, now=T0)
-    with s.db.read() as conn:
-        row = member_rows.find(conn, s.program_id, external_id)
-    assert row is not None
-    return row.id
+    return enrol_member(s.db, s.program_id, external_id, email=email, locale=locale, marketing_consent=consent)
 
 
 def dispatch(db) -> None:

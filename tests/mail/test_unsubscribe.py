@@ -10,15 +10,14 @@ from pydantic import SecretStr
 from starlette.exceptions import StarletteDeprecationWarning
 
 from patron.api.app import create_app
-from patron.domain.members import MemberProfile
 from patron.mail import outbox
 from patron.mail.delivery import deliver_pending
 from patron.mail.kinds import Birthday, MailKind
 from patron.services import members
-from patron.store import members as member_rows
 from patron.store.tables import audit_log
 from tests.conftest import T0
 from tests.helpers import set_up
+from tests.mail.conftest import enrol
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`", StarletteDeprecationWarning)
@@ -28,12 +27,7 @@ with warnings.catch_warnings():
 @pytest.fixture
 def member(db):
     setup = set_up(db, now=T0, member_ids=())
-    profile = MemberProfile(email="ola@example.com", locale="pl-PL", marketing_consent=True)
-    members.upsert(db, setup.program_id, "ola", profile, now=T0)
-    with db.read() as conn:
-        row = member_rows.find(conn, setup.program_id, "ola")
-    assert row is not None
-    return setup, row.id
+    return setup, enrol(db, setup.program_id, "ola", email="ola@example.com", locale="pl-PL", marketing_consent=True)
 
 
 @pytest.fixture

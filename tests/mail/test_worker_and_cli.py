@@ -5,18 +5,16 @@ import pytest
 from typer.testing import CliRunner
 
 from patron.cli import app
-from patron.domain.members import MemberProfile
 from patron.mail import outbox
 from patron.mail.kinds import MailKind, RewardRedeemed
-from patron.services import adjustments, members, redemptions
-from patron.store import members as member_rows
+from patron.services import adjustments, redemptions
 from patron.store.database import Database
 from patron.worker.plugins import default_registry
 from patron.worker.runner import Worker
 from patron.worker.settings import WorkerSettings
 from tests.conftest import T0
 from tests.helpers import set_up
-from tests.mail.conftest import SECRET, body
+from tests.mail.conftest import SECRET, body, enrol
 
 
 @pytest.fixture
@@ -30,7 +28,7 @@ def mail_env(monkeypatch, inbox):
 
 def test_the_worker_sends_a_redemption_receipt_on_its_own(db, inbox, mail_env):
     s = set_up(db, now=T0, member_ids=())
-    members.upsert(db, s.program_id, "ola", MemberProfile(email="ola@example.com", locale="pl"), now=T0)
+    enrol(db, s.program_id, "ola", email="ola@example.com", locale="pl")
     adjustments.adjust(db, s.cache, s.program_id, "ola", 300, "gift", actor="test", now=T0)
     redemptions.redeem(db, s.cache, s.program_id, "ola", "free-single", now=T0)
     registry = default_registry(WorkerSettings(), worker="w")
@@ -54,14 +52,11 @@ def test_send_pending_from_the_command_line(tmp_path, monkeypatch, inbox, mail_e
     try:
         with db.read() as conn:
             program_id = conn.exec_driver_sql("SELECT id FROM programs").scalar_one()
-        members.upsert(db, program_id, "li", MemberProfile(email="li@example.com", locale="zh-CN"), now=T0)
-        with db.read() as conn:
-            row = member_rows.find(conn, program_id, "li")
-        assert row is not None
+        member_id = enrol(db, program_id, "li", email="li@example.com", locale="zh-CN")
         receipt = RewardRedeemed(reward_name="礼品", cost=1000, balance=5)
         db.run(
             lambda conn: outbox.queue(
-                conn, program_id=program_id, member_id=row.id, kind=MailKind.REWARD_REDEEMED, context=receipt, now=T0
+                conn, program_id=program_id, member_id=member_id, kind=MailKind.REWARD_REDEEMED, context=receipt, now=T0
             )
         )
     finally:

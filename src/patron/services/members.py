@@ -5,6 +5,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, and_, select
 
 from patron.domain.members import MemberProfile
+from patron.mail import outbox as mail_outbox
+from patron.mail.kinds import MailKind, Welcome
 from patron.services import cursors, standing
 from patron.services.errors import NotFound
 from patron.services.views import Balance, HistoryEntry, HistoryPage, LotView, MemberPage, MemberView, PostingView
@@ -25,6 +27,10 @@ def upsert(
         row = member_rows.find(conn, program_id, external_id, lock=True)
         if row is None:
             row = member_rows.create(conn, program_id, external_id, profile, now)
+            # Enrolment through the API only: members brought over by `patron import` already know the program.
+            mail_outbox.queue(
+                conn, program_id=program_id, member_id=row.id, kind=MailKind.WELCOME, context=Welcome(), now=now
+            )
             created = True
         else:
             member_rows.update_profile(conn, row.id, profile, now)
