@@ -13,7 +13,8 @@ from patron.api.app import create_app
 from patron.mail import outbox
 from patron.mail.delivery import deliver_pending
 from patron.mail.kinds import Birthday, MailKind
-from patron.services import members
+from patron.services import keys, members
+from patron.services.keys import Scope
 from patron.store.tables import audit_log
 from tests.conftest import T0
 from tests.helpers import set_up
@@ -120,3 +121,20 @@ def test_a_forged_link_changes_nothing(db, inbox, mail_settings, member, client,
 
     assert reply.status_code == 404
     assert consented(db, setup)
+
+
+def test_the_merchant_records_consent_through_the_api_and_sees_it_withdrawn(db, inbox, mail_settings, client):
+    setup = set_up(db, now=T0, member_ids=())
+    _, token = db.run(lambda conn: keys.create(conn, setup.program_id, "shop", {Scope.ADMIN}, now=T0))
+    auth = {"Authorization": f"Bearer {token}"}
+
+    enrolled = client.put("/v1/members/ola", json={"email": "ola@example.com", "marketing_consent": True}, headers=auth)
+    synced = client.put("/v1/members/ola", json={"email": "ola@example.com", "locale": "pl"}, headers=auth)
+
+    assert enrolled.status_code == 201, enrolled.text
+    assert synced.json()["marketing_consent"] is True  # not stated: kept
+    deliver_pending(db, mail_settings, now=T0)  # the welcome
+    [welcome] = inbox.received
+    link = urlparse(welcome["List-Unsubscribe"].strip("<>"))
+    assert client.post(f"{link.path}?{link.query}").status_code == 200
+    assert client.get("/v1/members/ola", headers=auth).json()["marketing_consent"] is False
