@@ -108,6 +108,18 @@ def test_both_sides_are_rewarded_on_the_first_qualifying_purchase_only(referrals
     check_invariants(api.db)
 
 
+def test_a_missing_coupon_batch_does_not_fail_the_purchase(api):
+    scheme = SCHEME | {"referee": {"points": 50, "coupon_batch": "never-made"}}
+    document = ProgramDocument.model_validate(program_document().model_dump(mode="json") | {"referrals": scheme})
+    programs.publish(api.db, api.program_id, document, actor="test", now=T0, effective_from=LONG_AGO)
+    new_member(api, "bob")
+    sign_up(api, "bob", code_of(api))
+    purchase(api, "bob", "big", "25.00")
+    made = referral_list(api)[0]
+    assert made["status"] == "rewarded"
+    assert "never-made" in made["rewards"]["referee"]["coupon_missing"]
+
+
 def test_a_refunded_first_order_claws_the_rewards_back(referrals):
     api = referrals
     new_member(api, "bob")
@@ -234,11 +246,14 @@ def test_misuse_is_refused_and_changes_nothing(referrals):
     assert_problem(sign_up(api, "nobody", code), 404, "member_id")
     assert_problem(sign_up(api, "bob", code, ip="not an ip"), 422, "ip")
     assert_problem(sign_up(api, "bob", code, fingerprints=["4111111111111111 raw"]), 422)
-    assert_problem(api.post("/v1/referrals", key="other", json={"member_id": "m1", "code": code}), 409, "code")
+    # Another tenant does not know the code.
+    assert_problem(api.post("/v1/referrals", key="other", json={"member_id": "m1", "code": code}), 404, "code")
     assert api.snapshot() == before
 
 
 def test_without_a_scheme_sign_ups_are_refused(api):
+    document = program_document(referrals=None)
+    programs.publish(api.db, api.program_id, document, actor="test", now=T0, effective_from=LONG_AGO)
     reply = api.post("/v1/members/m1/referral-code", key="events")
     code = reply.json()["code"]
     api.put("/v1/members/bob", json={})
