@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from patron.store import background
 from patron.store.database import Database
+from patron.store.tables import mail_outbox
 
 events_ingested = Counter(
     "patron_events_ingested_total",
@@ -51,6 +52,11 @@ class DatabaseGauges(Collector):
                 .where(background.webhook_deliveries.c.status != "delivered")
                 .group_by(background.webhook_deliveries.c.status)
             ).all()
+            mail = conn.execute(
+                select(mail_outbox.c.status, func.count())
+                .where(mail_outbox.c.status != "sent")
+                .group_by(mail_outbox.c.status)
+            ).all()
         by_job = GaugeMetricFamily(
             "patron_jobs", "Jobs not yet succeeded, by kind and status.", labels=["kind", "status"]
         )
@@ -64,6 +70,14 @@ class DatabaseGauges(Collector):
         for status, count in deliveries:
             by_delivery.add_metric([status], int(count))
         yield by_delivery
+        by_mail = GaugeMetricFamily(
+            "patron_mail_outbox",
+            "Email not sent: queued, failed, or suppressed (no consent or no address).",
+            labels=["status"],
+        )
+        for status, count in mail:
+            by_mail.add_metric([status], int(count))
+        yield by_mail
 
 
 def database_registry(database: Database) -> CollectorRegistry:
