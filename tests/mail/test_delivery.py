@@ -1,6 +1,7 @@
 """Mail queued in a transaction reaches a real SMTP server on loopback: in the member's language, with the
 numbers written for it, only where consent allows, and again after the server was down."""
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from urllib.parse import parse_qs, urlparse
 
@@ -276,3 +277,24 @@ def test_without_an_smtp_host_mail_stays_queued(db, mail_settings):
 
     assert report.disabled
     assert statuses(db) == [("reward_redeemed", "queued", 0)]
+
+
+def test_two_workers_sending_at_once_send_each_message_once(pg_db, inbox, mail_settings):
+    setup = set_up(pg_db, now=T0, member_ids=())
+    for n in range(40):
+        member_id = enrol_member(pg_db, setup.program_id, f"m{n}", email=f"m{n}@example.com")
+        queue(setup, member_id, MailKind.REWARD_REDEEMED, RECEIPT)
+
+    def drain(_worker: int) -> int:
+        sent = 0
+        while True:
+            report = deliver_pending(pg_db, mail_settings, now=T0, limit=5)
+            if not report.handled:
+                return sent
+            sent += report.sent
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        sent = list(pool.map(drain, range(2)))
+
+    assert sum(sent) == 40
+    assert sorted(m["To"] for m in inbox.received) == sorted(f"m{n}@example.com" for n in range(40))
