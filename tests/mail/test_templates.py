@@ -8,33 +8,11 @@ import pytest
 from patron.mail.i18n import SUPPORTED_LOCALES
 from patron.mail.kinds import CONTEXTS, Category, MailKind
 from patron.mail.render import Letterhead, render
+from patron.mail.samples import SAMPLES as SHIPPED_SAMPLES
 
 LINK = "http://patron.example/v1/unsubscribe?token=1.2.abc"
 
-SAMPLES: dict[MailKind, dict[str, Any]] = {
-    MailKind.WELCOME: {"balance": 100},
-    MailKind.POINTS_EARNED_SUMMARY: {
-        "period_start": "2026-11-02",
-        "period_end": "2026-11-08",
-        "points": 25,
-        "spent": "250.00",
-        "balance": 1025,
-    },
-    MailKind.POINTS_EXPIRING: {"points": 22, "expires_on": "2026-12-31", "balance": 400},
-    MailKind.TIER_CHANGED: {"old_tier": "Silver", "new_tier": "Gold", "direction": "up"},
-    MailKind.REWARD_REDEEMED: {"reward_name": "Coffee", "cost": 5, "coupon_code": "KAWA-1234", "balance": 2},
-    MailKind.BIRTHDAY: {"bonus_points": 50},
-    MailKind.REFERRAL_SUCCESS: {"points": 3, "friend": "Anna"},
-    MailKind.PROGRAM_CHANGED: {
-        "version": 2,
-        "effective_from": "2027-01-01",
-        "changes": [
-            {"what": "reward_added", "name": "Mug", "new_cost": 300},
-            {"what": "reward_cost", "name": "Coffee", "old_cost": 100, "new_cost": 122},
-            {"what": "expiry"},
-        ],
-    },
-}
+SAMPLES: dict[MailKind, dict[str, Any]] = {kind: c.model_dump(mode="json") for kind, c in SHIPPED_SAMPLES.items()}
 
 
 def test_there_is_a_sample_for_every_kind():

@@ -78,3 +78,10 @@ def test_send_pending_says_when_no_smtp_server_is_configured(tmp_path, monkeypat
     reply = CliRunner().invoke(app, ["mail", "send-pending"])
     assert reply.exit_code == 1
     assert "PATRON_SMTP_HOST: not set: nothing sent (0 messages queued)" in reply.stderr
+
+
+def test_preview_shows_a_message_in_a_members_language():
+    reply = CliRunner().invoke(app, ["mail", "preview", "reward_redeemed", "--locale", "pl-PL"])
+    assert reply.exit_code == 0, reply.output
+    assert "Subject: Twoja nagroda: Coffee" in reply.stdout
+    assert "Nagroda Coffee została wymieniona za 5 punktów." in reply.stdout

@@ -11,6 +11,10 @@ import typer
 from patron.cli.common import database, fail, moment, number, say
 from patron.mail import outbox
 from patron.mail.delivery import DeliveryReport, deliver_pending
+from patron.mail.i18n import resolve_locale
+from patron.mail.kinds import MailKind
+from patron.mail.render import Letterhead, render
+from patron.mail.samples import SAMPLES
 from patron.mail.smtp import MailNotConfigured
 from patron.mail.summaries import queue_earned_summaries
 from patron.settings import Settings
@@ -63,6 +67,20 @@ def status() -> None:
         counts = outbox.counts(conn)
     for name in (outbox.Status.QUEUED, outbox.Status.SENT, outbox.Status.FAILED, outbox.Status.SUPPRESSED):
         say(f"{name}: {number(counts.get(name, 0))}")
+
+
+@app.command()
+def preview(
+    kind: Annotated[MailKind, typer.Argument(help="The message.", show_default=False)],
+    locale: Annotated[str, typer.Option(help="A member's locale: en, pl, zh-Hans, pl-PL…")] = "en",
+    html: Annotated[bool, typer.Option("--html", help="The HTML part instead of the text.")] = False,
+) -> None:
+    """Show a message with made-up numbers, as a member with this locale would get it."""
+    language = resolve_locale(locale)
+    letterhead = Letterhead("Patron Records", "USD", f"{Settings().public_url.rstrip('/')}/v1/unsubscribe?token=…")
+    rendered = render(kind, language, SAMPLES[kind].model_dump(mode="json"), letterhead)
+    say(f"Subject: {rendered.subject}\n")
+    say(rendered.html if html else rendered.text)
 
 
 @app.command()
