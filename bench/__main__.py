@@ -28,12 +28,12 @@ class Scale:
 FULL = Scale(
     cdnow_sample=False,
     expiry_lots=1_000_000,
-    ingest=ingest.IngestScale(members=10_000, seconds=10, service_batches=10, http_batches_seconds=10, workers=2),
+    ingest=ingest.IngestScale(members=10_000, seconds=10, service_batches=10, http_batches_seconds=10),
 )
 QUICK = Scale(
     cdnow_sample=True,
     expiry_lots=10_000,
-    ingest=ingest.IngestScale(members=200, seconds=1, service_batches=2, http_batches_seconds=1, workers=1, batch=100),
+    ingest=ingest.IngestScale(members=200, seconds=1, service_batches=2, http_batches_seconds=1, batch=100),
 )
 
 
@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: checks the benchmarks run (seconds)")
     parser.add_argument("--backend", choices=BACKENDS, action="append", help="only this database (repeatable)")
     parser.add_argument("--only", choices=BENCHMARKS, action="append", help="only this benchmark (repeatable)")
-    parser.add_argument("--workers", type=int, help="API worker processes (default: 2, one per core)")
+    parser.add_argument("--workers", type=int, help="API worker processes (default: 1 on SQLite, 2 on PostgreSQL)")
     args = parser.parse_args()
     scale = QUICK if args.quick else FULL
     if args.workers is not None:

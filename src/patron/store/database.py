@@ -1,5 +1,6 @@
 """The database handle: engines for SQLite and PostgreSQL, transactions, and retry of lost races."""
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +22,10 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
         self.url = make_url(url)
         self.engine = _create_engine(url, pool_size=pool_size, echo=echo)
+        # SQLite lets one transaction write at a time. Writers of this process queue on a lock and start the moment
+        # it is free, instead of sleeping in SQLite's busy handler (naps of up to 100 ms), which made the slowest
+        # concurrent writes hundreds of milliseconds slower than the rest. Re-entrant: a thread never waits on itself.
+        self._writer = threading.RLock() if self.is_sqlite else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -33,7 +38,11 @@ class Database:
         On SQLite it starts with BEGIN IMMEDIATE, taking the write lock up front, so two writers never both
         read a balance and then both spend it.
         """
-        with self.engine.connect().execution_options(patron_write=True) as conn, conn.begin():
+        if self._writer is None:
+            with self.engine.connect().execution_options(patron_write=True) as conn, conn.begin():
+                yield conn
+            return
+        with self._writer, self.engine.connect().execution_options(patron_write=True) as conn, conn.begin():
             yield conn
 
     @contextmanager
