@@ -3,14 +3,14 @@
 import pytest
 from typer.testing import CliRunner
 
-from patron.cli import app
+from patron.cli import app, common
 
 
 @pytest.fixture
 def cli(tmp_path, monkeypatch):
     monkeypatch.setenv("PATRON_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
     monkeypatch.setenv("PATRON_PROGRAM", "shop")
-    monkeypatch.setenv("COLUMNS", "250")  # tables unwrapped, so the test reads whole values
+    monkeypatch.setattr(common.out, "width", 250)  # tables unwrapped, so the test reads whole values
     runner = CliRunner()
     assert runner.invoke(app, ["init"]).exit_code == 0
     return runner
