@@ -12,6 +12,8 @@ from sqlalchemy import func, select
 from patron.store import background
 from patron.store.database import Database
 from patron.store.tables import mail_outbox
+from patron.webhooks.subscriptions import DeliveryStatus
+from patron.worker.queue import JobStatus
 
 events_ingested = Counter(
     "patron_events_ingested_total",
@@ -43,13 +45,14 @@ class DatabaseGauges(Collector):
         with self.database.read() as conn:
             job_counts = conn.execute(
                 select(background.jobs.c.kind, background.jobs.c.status, func.count())
-                .where(background.jobs.c.status != "succeeded")
+                # IN rather than != "succeeded": the (status, run_at) index serves it however many jobs are done.
+                .where(background.jobs.c.status.in_([JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.DEAD]))
                 .group_by(background.jobs.c.kind, background.jobs.c.status)
             ).all()
             backlog = conn.execute(select(func.count()).where(background.outbox.c.dispatched_at.is_(None))).scalar_one()
             deliveries = conn.execute(
                 select(background.webhook_deliveries.c.status, func.count())
-                .where(background.webhook_deliveries.c.status != "delivered")
+                .where(background.webhook_deliveries.c.status.in_([DeliveryStatus.PENDING, DeliveryStatus.DEAD]))
                 .group_by(background.webhook_deliveries.c.status)
             ).all()
             mail = conn.execute(
