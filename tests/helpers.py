@@ -25,9 +25,24 @@ class Setup:
     cache: programs.ProgramCache
 
 
+# The demo's showcase of loyalty mechanics (tiers, stamp cards, campaigns, birthdays, behavioural bonuses) is left
+# out of program_document(): a test asks for the mechanics it tests, so its points don't shift with the showcase.
+SHOWCASE_SECTIONS = ("tiers", "stamp_cards", "campaigns", "birthday", "anniversary", "recognition")
+SHOWCASE_RULES = frozenset(
+    {"quiet-hours", "crate-digger", "new-genre", "regulars", "follow", "survey", "newsletter", "profile-completion"}
+)
+SHOWCASE_REWARDS = frozenset({"free-froyo", "listening-session", "rsd-exclusive"})
+
+
 def program_document(**overrides: Any) -> ProgramDocument:
-    """The demo program, with top-level fields replaced."""
+    """The demo program without its showcase of mechanics (SHOWCASE_*), with top-level fields replaced."""
     base = programs.read_document(DEMO_PROGRAM).model_dump(mode="json")
+    for section in SHOWCASE_SECTIONS:
+        base.pop(section, None)
+    base["rules"] = [
+        {k: v for k, v in r.items() if k != "unique_by"} for r in base["rules"] if r["id"] not in SHOWCASE_RULES
+    ]
+    base["rewards"] = [r for r in base["rewards"] if r["id"] not in SHOWCASE_REWARDS]
     base.update(overrides)
     return ProgramDocument.model_validate(base)
 

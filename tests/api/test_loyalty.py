@@ -25,6 +25,7 @@ def _publish(api, **fields):
         tiers={"qualify_on": "points", "window": "calendar_year", "levels": LEVELS},
         stamp_cards=[CARD],
         birthday={"points": 25, "reward": "free-cup"},
+        recognition=True,
         **fields,
     )
     programs.publish(api.db, api.program_id, document, actor="test", now=T0, effective_from=LONG_AGO)

@@ -72,6 +72,7 @@ def test_targeting_lapsed_members():
     lapsed = member(progress=Progress(last_purchase_at=T - timedelta(days=60)))
     assert decide(compiled, recent, purchase("10.00")).points == 10
     assert decide(compiled, lapsed, purchase("10.00")).points == 110
+    assert decide(compiled, member(), purchase("10.00")).points == 10  # never bought: new, not lapsed
 
 
 def test_a_coupon_effect_grants_the_reward():

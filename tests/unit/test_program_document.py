@@ -24,8 +24,24 @@ def test_the_demo_program_is_valid_and_compiles():
     demo = read_document(DEMO_PROGRAM)
     compiled = CompiledProgram.compile(demo, 1)
     assert demo.timezone == "America/New_York"
-    assert {rule.event for rule in demo.rules} == {"purchase", "signup", "review", "social_share"}
-    assert [r.rule.id for r in compiled.rules_by_trigger["purchase"]] == ["big-basket", "purchase"]
+    engagement = {"review", "social_share", "follow", "survey", "newsletter", "profile_completion"}
+    assert {rule.event for rule in demo.rules} == {"purchase", "signup"} | engagement
+    assert [r.rule.id for r in compiled.rules_by_trigger["purchase"]] == [
+        "big-basket",
+        "crate-digger",
+        "new-genre",
+        "purchase",
+        "quiet-hours",
+        "regulars",
+    ]
+    # Every mechanic of the engine is shown in the demo.
+    assert demo.tiers is not None
+    assert demo.stamp_cards
+    assert demo.campaigns
+    assert demo.birthday
+    assert demo.anniversary
+    assert {r.id for r in demo.rewards if r.min_tier or r.early_access} == {"listening-session", "rsd-exclusive"}
+    assert compiled.tracks_progress
 
 
 def test_a_minimal_document_gets_safe_defaults():

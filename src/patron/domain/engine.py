@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from patron.domain import tiers
 from patron.domain.calendar import expires_at, period_key
 from patron.domain.events import Custom, Purchase, Refund, Signup, as_expression_context, rule_trigger
-from patron.domain.expressions import Expression, ExpressionError
+from patron.domain.expressions import Bindings, Expression, ExpressionError
 from patron.domain.ledger import Account, Lot, LotDebit, LotStatus, Posting, balanced, spending_order, take_from
 from patron.domain.program import (
     EXPRESSION_VARIABLES,
@@ -63,9 +63,6 @@ class CompiledCampaign:
 
 # For each expression variable, the fields some rule reads (None: it may read any).
 ContextShape = Mapping[str, frozenset[str] | None]
-# Fields the engine adds to what the event and member say of themselves (and that need remembered progress).
-PROGRESS_MEMBER_FIELDS = frozenset({"tier", "visits", "categories"})
-PROGRESS_EVENT_FIELDS = frozenset({"new_categories"})
 
 
 @dataclass(frozen=True)
@@ -79,8 +76,10 @@ class CompiledProgram:
     context_shapes: Mapping[str, ContextShape]
     cards: tuple[CompiledCard, ...] = ()
     campaigns: tuple[CompiledCampaign, ...] = ()
-    # Whether decisions keep a member's Progress: off for programs that need none, which keeps the hot path lean.
+    # Whether decisions keep a member's Progress, and which parts of it: off for programs that need none, and
+    # only the parts some mechanic reads otherwise, which keeps the hot path lean.
     tracks_progress: bool = False
+    progress_needs: frozenset[str] = frozenset()
 
     @classmethod
     def compile(cls, document: ProgramDocument, version: int) -> "CompiledProgram":
@@ -109,13 +108,19 @@ class CompiledProgram:
             [c.when for c in cards] + [c.when for c in campaigns if c.when is not None]
         )
         shapes = {trigger: _context_shape(found) for trigger, found in expressions.items()}
-        tracks = (
-            document.tiers is not None
-            or bool(cards or campaigns or document.recognition)
-            or any(rule.unique_by for rule in document.rules)
-            or any(_reads(shape, "member", PROGRESS_MEMBER_FIELDS) for shape in shapes.values())
-            or any(_reads(shape, "event", PROGRESS_EVENT_FIELDS) for shape in shapes.values())
-        )
+
+        def read(variable: str, *fields: str) -> bool:
+            return any(_reads(shape, variable, frozenset(fields)) for shape in shapes.values())
+
+        wanted = {
+            "tally": document.tiers is not None or read("member", "visits"),
+            "purchases": document.recognition or read("member", "categories") or read("event", "new_categories"),
+            "last_purchase": document.recognition or any(c.target.lapsed_days for c in document.campaigns),
+            "tier": document.tiers is not None or read("member", "tier"),
+            "cards": bool(cards),
+            "references": any(rule.unique_by for rule in document.rules),
+        }
+        needs = frozenset(name for name, needed in wanted.items() if needed)
         return cls(
             version,
             document,
@@ -124,7 +129,8 @@ class CompiledProgram:
             shapes,
             cards,
             campaigns,
-            tracks,
+            bool(needs),
+            needs,
         )
 
 
@@ -360,6 +366,8 @@ def _decide_earn(program: CompiledProgram, member: MemberState, event: Purchase 
                 document.tiers, new_progress, event.occurred_at, program.zone, document.currency
             )
             tier_changes.extend(upgrades)
+        if new_progress is member.progress:
+            new_progress = None  # unchanged: nothing to write
 
     order_id = event.order_id if isinstance(event, Purchase) else None
     lots, postings, notes = _earn_postings(
@@ -394,7 +402,7 @@ def _grant(document: ProgramDocument, reward_id: str, source: str, reason: str) 
 
 
 def _tier_notes(document: ProgramDocument, changes: list[TierChange]) -> list[str]:
-    if document.tiers is None:
+    if document.tiers is None or not changes:
         return []
     names = {level.id: level.name for level in document.tiers.levels}
     return [
@@ -505,9 +513,10 @@ def _campaign_refusal(
         and tier_rules.rank(progress.tier) < tier_rules.rank(target.tier)
     ):
         return f"not targeted: for tier {target.tier!r} and above"
-    if target.lapsed_days is not None and progress.last_purchase_at is not None:
-        quiet = event.occurred_at - progress.last_purchase_at
-        if quiet < timedelta(days=target.lapsed_days):
+    if target.lapsed_days is not None:
+        # A member who never bought is new, not lapsed: win-back offers are for those who came and stopped.
+        last = progress.last_purchase_at
+        if last is None or event.occurred_at - last < timedelta(days=target.lapsed_days):
             return f"not targeted: for members with no purchase in {target.lapsed_days} days"
     if compiled.when is not None:
         try:
@@ -529,26 +538,60 @@ def _progress_after(
     grants: list[RewardGrant],
     signals: list[Signal],
 ) -> Progress:
+    """The member's progress after the event: only the parts some mechanic of the program reads are kept."""
     at = event.occurred_at
+    needs = program.progress_needs
+    categories, skus, cards, scores = progress.categories, progress.skus, progress.cards, progress.scores
+    last_purchase = progress.last_purchase_at
     if isinstance(event, Purchase):
         tally = Tally(points, event.total, 1)
-        categories = dict(progress.categories)
-        skus = dict(progress.skus)
-        for line in event.lines:
-            skus[line.sku] = skus.get(line.sku, 0) + line.quantity
-            if line.category:
-                categories[line.category] = categories.get(line.category, 0) + line.quantity
-        cards = _stamp(program, progress, event, context, outcomes, grants, signals)
-        progress = replace(progress, categories=categories, skus=skus, cards=cards, last_purchase_at=at)
+        if event.lines and "purchases" in needs:
+            categories, skus = dict(categories), dict(skus)
+            for line in event.lines:
+                skus[line.sku] = skus.get(line.sku, 0) + line.quantity
+                if line.category:
+                    categories[line.category] = categories.get(line.category, 0) + line.quantity
+        if program.cards:
+            cards = _stamp(program, progress, event, context, outcomes, grants, signals)
+        if "last_purchase" in needs:
+            last_purchase = at
     else:
         tally = Tally(points, Decimal(0), 0)
         if isinstance(event, Custom):
             score = event.attributes.get("score")
             if isinstance(score, int) and not isinstance(score, bool):
-                progress = replace(progress, scores={**progress.scores, event.name: score})
-    if references:
-        progress = replace(progress, references=progress.references | frozenset(references))
-    return tiers.add_tally(progress, at, program.zone, tally) if tally != Tally() else progress
+                scores = {**scores, event.name: score}
+    months, lifetime = progress.months, progress.lifetime
+    if "tally" in needs and tally != _NO_TALLY:
+        months, lifetime = tiers.tallied(progress, at, program.zone, tally)
+    seen = progress.references | frozenset(references) if references else progress.references
+    unchanged = (
+        months is progress.months
+        and categories is progress.categories
+        and cards is progress.cards
+        and last_purchase == progress.last_purchase_at
+        and seen is progress.references
+        and scores is progress.scores
+    )
+    if unchanged:
+        return progress  # nothing this program keeps has changed: nothing to write
+    # Built directly rather than with dataclasses.replace, which costs more than the decision on a hot path.
+    return Progress(
+        progress.tier,
+        progress.tier_since,
+        progress.reviewed_through,
+        months,
+        lifetime,
+        cards,
+        categories,
+        skus,
+        last_purchase,
+        seen,
+        scores,
+    )
+
+
+_NO_TALLY = Tally()
 
 
 def _stamp(
@@ -791,19 +834,18 @@ class _LazyContext:
         self._event, self._member_id, self._attributes = event, member_id, attributes
         self._progress, self._program = progress, program
         self._shape = program.context_shapes.get(trigger, {})
-        self._value: dict[str, Any] | None = None
+        self._value: Bindings | None = None
 
     @property
-    def value(self) -> dict[str, Any]:
+    def value(self) -> Bindings:
         if self._value is None:
-            self._value = {}
+            variables: dict[str, Any] = {}
             event_fields = self._shape.get("event", frozenset())
             if event_fields != frozenset():
                 found = as_expression_context(self._event, event_fields)
-                for name, getter in _ENGINE_EVENT_FIELDS.items():
-                    if event_fields is None or name in event_fields:
-                        found[name] = getter(self._event, self._program.zone, self._progress)
-                self._value["event"] = found
+                if event_fields is None or not event_fields.isdisjoint(_ENGINE_EVENT_FIELDS):
+                    found.update(self._engine_fields(event_fields))
+                variables["event"] = found
             member_fields = self._shape.get("member", frozenset())
             if member_fields != frozenset():
                 progress = self._progress
@@ -814,26 +856,42 @@ class _LazyContext:
                     "visits": progress.lifetime.visits,
                     "categories": sorted(progress.categories),
                 }
-                self._value["member"] = (
+                variables["member"] = (
                     member if member_fields is None else {k: v for k, v in member.items() if k in member_fields}
                 )
+            self._value = Bindings(variables)
         return self._value
 
+    def _engine_fields(self, wanted: frozenset[str] | None) -> dict[str, Any]:
+        """The event fields that need the program's time zone or the member's progress, each worked out once."""
+        local = self._event.occurred_at.astimezone(self._program.zone)
+        lines = self._event.lines if isinstance(self._event, (Purchase, Refund)) else ()
+        categories = sorted({line.category for line in lines if line.category})
+        every = {
+            "local_hour": local.hour,
+            "local_minute": local.minute,
+            "local_time": f"{local.hour:02d}:{local.minute:02d}",
+            "local_weekday": local.isoweekday(),  # Monday 1 .. Sunday 7
+            "local_date": local.date().isoformat(),
+            "categories": categories,
+            "category_count": len(categories),
+            "new_categories": [c for c in categories if c not in self._progress.categories],
+        }
+        return every if wanted is None else {k: v for k, v in every.items() if k in wanted}
 
-def _categories(event: AnyEvent) -> list[str]:
-    lines = event.lines if isinstance(event, (Purchase, Refund)) else ()
-    return sorted({line.category for line in lines if line.category})
 
-
-# Fields CEL sees on the event that need the program's time zone or the member's progress. Local time makes
-# "weekdays 14:00-17:00 in the store" a plain condition: event.local_weekday <= 5 && event.local_hour >= 14 ...
-_ENGINE_EVENT_FIELDS: dict[str, Any] = {
-    "local_hour": lambda e, zone, _: e.occurred_at.astimezone(zone).hour,
-    "local_minute": lambda e, zone, _: e.occurred_at.astimezone(zone).minute,
-    "local_time": lambda e, zone, _: e.occurred_at.astimezone(zone).strftime("%H:%M"),
-    "local_weekday": lambda e, zone, _: e.occurred_at.astimezone(zone).isoweekday(),  # Monday 1 .. Sunday 7
-    "local_date": lambda e, zone, _: e.occurred_at.astimezone(zone).date().isoformat(),
-    "categories": lambda e, zone, _: _categories(e),
-    "category_count": lambda e, zone, _: len(_categories(e)),
-    "new_categories": lambda e, zone, progress: [c for c in _categories(e) if c not in progress.categories],
-}
+# Fields CEL sees on the event besides the event's own. Local time makes "weekdays 14:00-17:00 in the store" a
+# plain condition (event.local_weekday <= 5 && event.local_hour >= 14 && ...); new_categories needs the member's
+# progress: the categories they bought before.
+_ENGINE_EVENT_FIELDS = frozenset(
+    {
+        "local_hour",
+        "local_minute",
+        "local_time",
+        "local_weekday",
+        "local_date",
+        "categories",
+        "category_count",
+        "new_categories",
+    }
+)

@@ -88,11 +88,10 @@ class Replay:
         return self.totals
 
     def apply(self, event: AnyEvent) -> Decision:
-        state = self.members.get(event.member_id) or MemberState(event.member_id)
+        # Every member's state shares the one budgets dict: the engine reads it, the replay spends from it.
+        state = self.members.get(event.member_id) or MemberState(event.member_id, campaign_budgets=self.budgets)
         if isinstance(event, (Purchase, Refund)) and (order := self.orders.get(event.order_id)) is not None:
             state = replace(state, order=order)
-        if self.budgets:
-            state = replace(state, campaign_budgets=dict(self.budgets))
         decision = decide(self.program, state, event)
         for campaign_id, points in decision.campaign_spend:
             self.budgets[campaign_id] -= points

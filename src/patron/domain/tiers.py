@@ -51,11 +51,24 @@ def month_key(moment: datetime, zone: ZoneInfo) -> str:
 
 def add_tally(progress: Progress, moment: datetime, zone: ZoneInfo, tally: Tally) -> Progress:
     """Counts `tally` in the month of `moment`, and forgets months no window can reach any more."""
-    key = month_key(moment, zone)
-    oldest = month_key(add_months(moment.astimezone(zone).replace(day=1), -KEPT_MONTHS), zone)
-    months = {k: v for k, v in progress.months.items() if k >= oldest}
-    months[key] = months.get(key, Tally()).plus(tally)
-    return replace(progress, months=months, lifetime=progress.lifetime.plus(tally))
+    months, lifetime = tallied(progress, moment, zone, tally)
+    return replace(progress, months=months, lifetime=lifetime)
+
+
+def tallied(progress: Progress, moment: datetime, zone: ZoneInfo, tally: Tally) -> tuple[dict[str, Tally], Tally]:
+    """The months and lifetime tallies with `tally` counted in the month of `moment`."""
+    local = moment.astimezone(zone)
+    key = f"{local.year:04d}-{local.month:02d}"
+    months = dict(progress.months)
+    if key not in months:
+        # A new month: the moment to forget the months no window reaches any more.
+        oldest = add_months(local.replace(day=1), -KEPT_MONTHS)
+        cut = f"{oldest.year:04d}-{oldest.month:02d}"
+        months = {k: v for k, v in months.items() if k >= cut}
+        months[key] = tally
+    else:
+        months[key] = months[key].plus(tally)
+    return months, progress.lifetime.plus(tally)
 
 
 def measure(tally: Tally, metric: TierMetric) -> Decimal:
@@ -82,14 +95,22 @@ def _months_before(moment_local: datetime, count: int, *, including: bool) -> se
 
 def window_value(tiers: Tiers, progress: Progress, at: datetime, zone: ZoneInfo) -> Decimal:
     """What counts towards a tier now: the current calendar year, the last 12 months (this one included) or all."""
+    metric = tiers.qualify_on
     if tiers.window is TierWindow.LIFETIME:
-        return measure(progress.lifetime, tiers.qualify_on)
+        return measure(progress.lifetime, metric)
     local = at.astimezone(zone)
     if tiers.window is TierWindow.CALENDAR_YEAR:
-        keys = {k for k in progress.months if k.startswith(f"{local.year:04d}-")}
+        year = f"{local.year:04d}"
+        inside = [v for k, v in progress.months.items() if k[:4] == year]
     else:
         keys = _months_before(local, 12, including=True)
-    return measure(_sum(progress, keys), tiers.qualify_on)
+        inside = [v for k, v in progress.months.items() if k in keys]
+    # Whole numbers are summed as ints: Decimal arithmetic costs more than the rest of a tier check.
+    if metric is TierMetric.POINTS:
+        return Decimal(sum(v.points for v in inside))
+    if metric is TierMetric.VISITS:
+        return Decimal(sum(v.visits for v in inside))
+    return sum((v.spend for v in inside), Decimal(0))
 
 
 def _window_name(tiers: Tiers, at: datetime, zone: ZoneInfo) -> str:
@@ -112,6 +133,8 @@ def upgrade(
     tiers: Tiers, progress: Progress, at: datetime, zone: ZoneInfo, currency: str
 ) -> tuple[Progress, list[TierChange]]:
     """Raises the tier as soon as the current window reaches a higher threshold (levels may be skipped)."""
+    if tiers.rank(progress.tier) == len(tiers.levels):
+        return progress, []  # already at the top
     value = window_value(tiers, progress, at, zone)
     reached = None
     for level in tiers.levels:
