@@ -181,7 +181,7 @@ class _BatchState:
         if any(p.tracks_progress for p in programs) and by_id:
             for member_id, found in progress_store.load(self.conn, list(by_id)).items():
                 by_id[member_id].state = replace(by_id[member_id].state, progress=found)
-        self.budget_limits = progress_store.budget_limits(programs)
+        self.budget_limits = progress_store.budget_limits(programs, [e.occurred_at for e in batch])
         self.budgets = progress_store.lock_budgets(self.conn, self.program_id, self.budget_limits)
 
     def _load_orders(self, batch: Sequence[AnyEvent]) -> None:

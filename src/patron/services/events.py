@@ -176,7 +176,7 @@ def _apply(
         program_id,
         [progress_store.Effects(member.id, event_row, event.occurred_at, decision)],
         {member.id: decision.progress} if decision.progress is not None else {},
-        progress_store.budget_limits([program]),
+        progress_store.budget_limits([program], [event.occurred_at]),
         now=now,
     )
     receipt = _receipt(event, decision, transaction_id, member_service.balance(conn, member.id))
@@ -224,7 +224,9 @@ def _member_state(
             lots = tuple(ledger.open_lots(conn, member.id, statuses=(LotStatus.PENDING, LotStatus.AVAILABLE)))
     _, _, debt = ledger.balance_of(conn, member.id)
     progress = progress_store.load_one(conn, member.id) if program.tracks_progress else EMPTY_PROGRESS
-    budgets = progress_store.lock_budgets(conn, program_id, progress_store.budget_limits([program]))
+    budgets = progress_store.lock_budgets(
+        conn, program_id, progress_store.budget_limits([program], [event.occurred_at])
+    )
     return MemberState(member.external_id, member.attributes, usage, -debt, order, lots, progress, budgets)
 
 

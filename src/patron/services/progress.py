@@ -19,12 +19,14 @@ from patron.store.progress import load, load_one
 from patron.store.tables import campaign_budgets, member_progress, reward_grants, tier_changes
 
 
-def budget_limits(programs: Iterable[CompiledProgram]) -> dict[str, int]:
-    """The points budget of each budgeted campaign in these program versions (the smallest, if versions differ)."""
+def budget_limits(programs: Iterable[CompiledProgram], moments: Iterable[datetime]) -> dict[str, int]:
+    """The points budget of each budgeted campaign running at one of `moments` (the smallest, if versions differ).
+    Only those are locked: a campaign not running at the time of an event cannot spend from its budget."""
+    times = sorted(set(moments))
     limits: dict[str, int] = {}
     for program in programs:
         for c in program.document.campaigns:
-            if c.budget_points is not None:
+            if c.budget_points is not None and any(c.starts_at <= t < c.ends_at for t in times):
                 limits[c.id] = min(c.budget_points, limits.get(c.id, c.budget_points))
     return limits
 
