@@ -2,6 +2,8 @@
 Webhooks verifier accepts (and a tampered one it refuses), per-member order through retries, a 500, a timeout,
 a closed port, dead letters, replay with the same webhook-id, and secret rotation."""
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -14,7 +16,10 @@ from patron.services.clock import utcnow
 from patron.store.background import webhook_deliveries
 from patron.webhooks import subscriptions
 from patron.webhooks.delivery import WebhookConsumer, WebhookSender
+from patron.worker import queue
 from patron.worker.plugins import OutboxDispatch
+from patron.worker.registry import JobKind, Registry
+from patron.worker.runner import Worker
 from patron.worker.settings import WorkerSettings
 from tests.conftest import T0
 from tests.helpers import set_up
@@ -287,3 +292,46 @@ def test_only_subscribed_types_of_live_subscriptions_are_delivered(db, setup, re
     pumps.until_idle()
     assert [r.payload["type"] for r in receiver.delivered()] == ["points.pending"]
     assert {d.subscription_id for d in deliveries(db)} == {pending_only.subscription.id}
+
+
+def test_webhooks_go_out_while_a_long_job_runs(db, setup, receiver):
+    subscribe(db, setup.program_id, receiver.url)
+    adjust(setup, "m1", 10, "during the job")
+    arrived = threading.Event()
+
+    def long_job(ctx):
+        # Holds the job thread until the delivery arrives: only a separate pump thread can make it arrive.
+        if not arrived.wait(20):
+            raise RuntimeError("no webhook went out while the job ran")
+        return {}
+
+    def last_run():
+        with db.read() as conn:
+            runs = queue.history(conn, kind="long")
+        return runs[0] if runs else None
+
+    settings = worker_settings(worker_poll_seconds=0.05)
+    registry = Registry()
+    registry.add_kind(JobKind("long", long_job, "test"))
+    registry.add_pump(OutboxDispatch([WebhookConsumer()]))
+    sender = WebhookSender(settings, worker="w")
+    registry.add_pump(sender)
+    with db.write() as conn:
+        queue.enqueue(conn, "long", "k", now=T0)
+    worker = Worker(db, registry, settings, name="w")
+    running = threading.Thread(target=worker.run)
+    running.start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not arrived.is_set():
+            if receiver.delivered():
+                arrived.set()
+            time.sleep(0.05)
+        while time.monotonic() < deadline and (last_run() is None or last_run().outcome == "running"):
+            time.sleep(0.05)
+    finally:
+        worker.stopping.set()
+        arrived.set()
+        running.join(30)
+        sender.close()
+    assert last_run().outcome == "succeeded"

@@ -62,23 +62,38 @@ class Worker:
         self._scheduled: dict[str, str] = {}
 
     def run(self) -> None:
-        """Until `stopping` is set."""
+        """Until `stopping` is set. Jobs run on this thread and the pumps on another, so an hour-long expiry
+        run does not hold back webhooks (its own points.expired events go out while it works)."""
         log.info("worker.started", worker=self.name, jobs=sorted(self.registry.kinds))
+        pumping = threading.Thread(target=self._loop, args=(self.pump,), name="patron-pumps", daemon=True)
+        pumping.start()
+        self._loop(self.work)
+        pumping.join()
+        log.info("worker.stopped", worker=self.name)
+
+    def _loop(self, step: Callable[[], bool]) -> None:
         while not self.stopping.is_set():
             try:
-                busy = self.turn()
+                busy = step()
             except Exception:
                 # The database went away, a pump hit a bug: say so, wait, try again; the queue keeps the work.
-                log.exception("worker.turn_failed", worker=self.name)
+                log.exception("worker.step_failed", worker=self.name, step=step.__name__)
                 busy = False
             if not busy:
                 self.stopping.wait(self.settings.worker_poll_seconds)
-        log.info("worker.stopped", worker=self.name)
 
     def turn(self) -> bool:
-        """One step of everything. Returns whether anything was done (an idle worker then rests)."""
+        """One step of everything, on this thread. Returns whether anything was done."""
+        worked = self.work()
+        return self.pump() or worked
+
+    def work(self) -> bool:
+        """Schedules what is due and runs one job."""
         self.schedule(self.clock())
-        done = self.run_next() is not None
+        return self.run_next() is not None
+
+    def pump(self) -> bool:
+        done = False
         for pump in self.registry.pumps:
             if self.stopping.is_set():
                 break
