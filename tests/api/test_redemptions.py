@@ -299,3 +299,17 @@ def test_one_idempotency_key_sent_ten_times_at_once_redeems_once(pg_db):
     with pg_db.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(redemptions)).scalar_one() == 1
     check_invariants(pg_db)
+
+
+def test_a_replay_answers_as_the_first_time_even_after_the_catalog_changed(api):
+    api.fund("m1", 1000)
+    first = redeem(api, "tote-bag", headers={"Idempotency-Key": "kiosk-3"})
+    assert first.status_code == 201, first.text
+    publish(api, demo_document(rewards=[gift("mug", stock=3)]), effective_from="2026-01-05T11:00:00Z")
+    assert [r["id"] for r in api.get("/v1/rewards", key="read").json()["rewards"]] == ["mug"]
+    before = api.snapshot()
+    again = redeem(api, "tote-bag", headers={"Idempotency-Key": "kiosk-3"})
+    assert (again.status_code, again.json()) == (200, first.json())
+    assert api.snapshot() == before
+    # Without the key it is a new request, judged by the catalog now in force.
+    assert_problem(redeem(api, "tote-bag"), 404, "reward_id")
