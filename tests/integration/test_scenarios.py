@@ -423,6 +423,26 @@ def test_expiry_running_beside_redemptions_never_expires_a_redeemed_point(db):
     assert ledger_dump(db) == after
 
 
+def test_points_past_their_expiry_cannot_be_spent_before_the_expiry_job_runs(db):
+    s = set_up(db, document(), now=T0)
+    fund(s, "m1", 100, at=T0)  # expires on day 30
+    fund(s, "m1", 50, at=T0 + 10 * DAY)  # expires on day 40
+
+    # Day 31: the job has not run, yet the first lot is gone; only the second one's 50 points can be spent.
+    with pytest.raises(InsufficientPointsError):
+        redemptions.redeem(db, s.cache, s.program_id, "m1", "coupon", now=T0 + 31 * DAY)
+    assert program_accounts(db, s.program_id).get("expired", 0) == 0  # the refusal changed nothing
+    with pytest.raises(InsufficientPointsError):
+        adjustments.adjust(db, s.cache, s.program_id, "m1", -60, "test", actor="test", now=T0 + 31 * DAY)
+
+    # A spend the live points cover expires the due lot on the way, so the expiry job finds nothing left.
+    adjustments.adjust(db, s.cache, s.program_id, "m1", -30, "test", actor="test", now=T0 + 31 * DAY)
+    assert program_accounts(db, s.program_id)["expired"] == 100
+    assert balance_of(db, s, "m1").available == 20
+    assert maintenance.expire(db, now=T0 + 31 * DAY).points == 0
+    assert_conserved(db, s)
+
+
 # Scenario 6: pending points.
 
 

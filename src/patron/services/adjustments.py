@@ -7,7 +7,7 @@ from sqlalchemy import Connection, insert
 from patron.domain.calendar import expires_at
 from patron.domain.engine import NewLot
 from patron.domain.ledger import Account, InsufficientPoints, Posting, plan_spend
-from patron.services import announcements, outbox
+from patron.services import announcements, maintenance, outbox
 from patron.services import members as member_service
 from patron.services.errors import InsufficientPointsError, Invalid
 from patron.services.hashing import request_fingerprint
@@ -61,6 +61,7 @@ def adjust(
         ]
         debits = []
         if points < 0:
+            maintenance.expire_due_lots_of(conn, member.id, now=now)
             try:
                 debits = plan_spend(ledger.open_lots(conn, member.id), -points)
             except InsufficientPoints as exc:

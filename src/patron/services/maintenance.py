@@ -62,6 +62,21 @@ def activate(
     return _run_chunks(db, due, program_id, chunk, progress, _activate_chunk(now))
 
 
+def expire_due_lots_of(conn: Connection, member_id: int, *, now: datetime) -> int:
+    """Expires a member's lots that are past due but not yet reached by `expire`; returns the points expired.
+
+    Whoever spends points calls this first, holding the member lock: points due to expire are not spendable,
+    even in the hours before the expiry job gets to them.
+    """
+    due = (
+        (lots.c.member_id == member_id)
+        & (lots.c.status == LotStatus.AVAILABLE.value)
+        & (lots.c.remaining > 0)
+        & (lots.c.expires_at <= now)
+    )
+    return _expire_chunk(now)(conn, due)[1]
+
+
 def _run_chunks(
     db: Database,
     due: ColumnElement[bool],

@@ -16,7 +16,7 @@ from patron.domain.coupons import CouponKind, Offer
 from patron.domain.engine import NewLot
 from patron.domain.ledger import Account, InsufficientPoints, Posting, plan_spend
 from patron.domain.program import Identifier, Reward, RewardKind
-from patron.services import coupons, outbox
+from patron.services import coupons, maintenance, outbox
 from patron.services import members as member_service
 from patron.services.errors import Conflict, InsufficientPointsError, Invalid, NotFound
 from patron.services.hashing import request_fingerprint
@@ -120,13 +120,15 @@ def create(
     return db.run(work)
 
 
-def _find(conn: Connection, program_id: int, name: str, *, lock: bool = False) -> AnyRow | None:
+def _find(conn: Connection, program_id: int, name: str, *, lock: bool = False, share: bool = False) -> AnyRow | None:
     query = select(raffles).where(raffles.c.program_id == program_id, raffles.c.name == name)
-    return conn.execute(query.with_for_update() if lock else query).first()
+    if lock or share:
+        query = query.with_for_update(read=share and not lock)
+    return conn.execute(query).first()
 
 
-def _require(conn: Connection, program_id: int, name: str, *, lock: bool = False) -> AnyRow:
-    row = _find(conn, program_id, name, lock=lock)
+def _require(conn: Connection, program_id: int, name: str, *, lock: bool = False, share: bool = False) -> AnyRow:
+    row = _find(conn, program_id, name, lock=lock, share=share)
     if row is None:
         raise NotFound(f"no raffle {name!r}", field="raffle")
     return row
@@ -183,8 +185,10 @@ def enter(
             stored = recall_key(conn, program_id, idempotency_key, "raffle.enter", fingerprint)
             if stored is not None:
                 return EntryView.model_validate(stored.body), True
+        # Entries share the raffle's row lock and the draw takes it alone, so no entry commits unseen by the draw
+        # (its points spent, its ticket missing). The raffle is locked before the member, as the draw does.
+        raffle = _require(conn, program_id, name, share=True)
         member = member_service.require(conn, program_id, member_external_id, lock=True)
-        raffle = _require(conn, program_id, name)
         if raffle.drawn_at is not None:
             raise Conflict(f"raffle {name!r} was drawn at {raffle.drawn_at.isoformat()}: entries are closed")
         if now >= raffle.draws_at:
@@ -200,6 +204,7 @@ def enter(
                 field="entries",
             )
         cost = tickets * raffle.entry_cost
+        maintenance.expire_due_lots_of(conn, member.id, now=now)
         open_lots = ledger.open_lots(conn, member.id)
         try:
             debits = plan_spend(open_lots, cost)

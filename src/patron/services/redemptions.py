@@ -8,7 +8,7 @@ from sqlalchemy import Connection, func, insert, select, update
 from patron.domain import tiers
 from patron.domain.ledger import Account, InsufficientPoints, Posting, plan_spend
 from patron.domain.program import RewardKind
-from patron.services import announcements, outbox
+from patron.services import announcements, maintenance, outbox
 from patron.services import members as member_service
 from patron.services.errors import Conflict, InsufficientPointsError, NotEligible, NotFound, OutOfStock
 from patron.services.hashing import request_fingerprint
@@ -71,6 +71,7 @@ def redeem(
             ).scalar_one()
             if taken >= reward.per_member_limit:
                 raise Conflict(f"{reward.name!r} is limited to {reward.per_member_limit} per member", field="reward_id")
+        maintenance.expire_due_lots_of(conn, member.id, now=now)
         try:
             debits = plan_spend(ledger.open_lots(conn, member.id), reward.cost)
         except InsufficientPoints as exc:
