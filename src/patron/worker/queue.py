@@ -24,7 +24,7 @@ class JobStatus(StrEnum):
     QUEUED = "queued"  # waiting for run_at (a retry waits here too)
     RUNNING = "running"
     SUCCEEDED = "succeeded"
-    DEAD = "dead"  # failed max_attempts times; `patron jobs run` starts it afresh
+    DEAD = "dead"  # failed max_attempts times; `patron jobs run KIND` runs the kind again now
 
 
 class RunOutcome(StrEnum):
@@ -226,15 +226,6 @@ def _finish(conn: Connection, job_id: int, status: JobStatus, now: datetime, *, 
         update(jobs)
         .where(jobs.c.id == job_id)
         .values(status=status.value, finished_at=now, lease_until=None, locked_by=None, last_error=error)
-    )
-
-
-def restart(conn: Connection, job_id: int, *, now: datetime) -> None:
-    """A dead job gets a fresh set of attempts."""
-    conn.execute(
-        update(jobs)
-        .where(jobs.c.id == job_id, jobs.c.status == JobStatus.DEAD.value)
-        .values(status=JobStatus.QUEUED.value, attempts=0, run_at=now, finished_at=None)
     )
 
 
