@@ -335,3 +335,36 @@ def test_webhooks_go_out_while_a_long_job_runs(db, setup, receiver):
         running.join(30)
         sender.close()
     assert last_run().outcome == "succeeded"
+
+
+def test_two_workers_sending_at_once_keep_each_members_order_and_send_each_message_once(db, receiver):
+    setup = set_up(db, plain_program(), member_ids=tuple(f"m{i}" for i in range(5)), now=T0)
+    subscribe(db, setup.program_id, receiver.url)
+    for n in range(6):
+        for i in range(5):
+            adjust(setup, f"m{i}", 1, f"r{n}")
+    workers = [Pumps(db, worker_settings(webhook_batch=3)) for _ in range(2)]
+    barrier = threading.Barrier(2)
+
+    def drain(pumps):
+        barrier.wait()
+        idle = 0
+        while idle < 5:  # the other worker may still hold a member's earlier message: look again a few times
+            idle = 0 if pumps.turn() else idle + 1
+            time.sleep(0.01)
+
+    threads = [threading.Thread(target=drain, args=(w,)) for w in workers]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        for w in workers:
+            w.close()
+    delivered = receiver.delivered()
+    assert len(delivered) == 30
+    assert len({r.message_id for r in delivered}) == 30, "no message sent twice"
+    for i in range(5):
+        reasons = [r.payload["data"]["reason"] for r in receiver.received if r.payload["data"]["member_id"] == f"m{i}"]
+        assert reasons == [f"r{n}" for n in range(6)], f"m{i} in order"
