@@ -227,3 +227,39 @@ def test_the_maximum_per_member_holds_under_concurrent_entries(pg_db):
     with pg_db.read() as conn:
         assert raffles.view(conn, setup.program_id, "race").tickets_sold == 5
     check_invariants(pg_db)
+
+
+def test_entries_racing_the_draw_are_either_in_it_or_refused(pg_db):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from patron.services import adjustments, raffles
+    from patron.services.errors import Conflict
+    from patron.services.raffles import RaffleSpec
+    from tests.helpers import set_up
+
+    buyers = tuple(f"b{i}" for i in range(12))
+    setup = set_up(pg_db, now=T0, member_ids=buyers)
+    for member_id in buyers:
+        adjustments.adjust(pg_db, setup.cache, setup.program_id, member_id, 1_000, "funds", actor="t", now=T0)
+    spec = RaffleSpec(
+        name="race", prize_reward_id="coupon-5", winners=3, entry_cost=100, max_entries_per_member=5, draws_at=DRAWS_AT
+    )
+    raffles.create(pg_db, setup.cache, setup.program_id, spec, actor="t", now=T0)
+    just_before = DRAWS_AT - timedelta(microseconds=1)
+
+    def work(i):
+        if i == 6:
+            return raffles.draw(pg_db, setup.cache, setup.program_id, "race", now=DRAWS_AT)
+        try:
+            return raffles.enter(pg_db, setup.program_id, "race", buyers[i % len(buyers)], 1, now=just_before)
+        except Conflict:
+            return None
+
+    with ThreadPoolExecutor(12) as pool:
+        list(pool.map(work, range(24)))
+    with pg_db.read() as conn:
+        audit = raffles.audit(conn, setup.program_id, "race")
+        view = raffles.view(conn, setup.program_id, "race")
+    assert audit.verified
+    assert len(audit.tickets) == view.tickets_sold
+    check_invariants(pg_db)
