@@ -48,6 +48,7 @@ def environment(locale: str) -> Environment:
     env.filters["points"] = formatter.points
     env.filters["number"] = formatter.number
     env.filters["date"] = formatter.date
+    env.filters["money"] = formatter.money  # amount|money(currency)
     return env
 
 
@@ -55,17 +56,14 @@ def render(kind: MailKind, locale: str, context: dict[str, Any], letterhead: Let
     """`context` is the JSON stored in the outbox; it is validated against the kind's context model again here."""
     env = environment(locale)
     ctx = CONTEXTS[kind].model_validate(context)
-    formatter = Formatter(locale)
     values = {
         "ctx": ctx,
         "program": letterhead.program,
         "unsubscribe_url": letterhead.unsubscribe_url,
         "marketing": kind.category is Category.MARKETING,
         "html_lang": locale.replace("_", "-"),
+        "currency": letterhead.currency,
     }
-    filters = {"money": lambda amount: formatter.money(amount, letterhead.currency)}
-    env = env.overlay()
-    env.filters.update(filters)
     subject = " ".join(env.get_template(f"{kind.value}.subject.txt").render(values).split())
     text = _tidy(env.get_template(f"{kind.value}.txt").render(values))
     html = env.get_template(f"{kind.value}.html").render(values, subject=subject)
