@@ -14,10 +14,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, func, insert, select, text, update
+from sqlalchemy import Connection, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from patron.store.background import outbox
+from patron.store.bulk import insert_rows
 from patron.store.database import Database
 from patron.store.sets import id_in
 from patron.store.tables import members, programs
@@ -76,7 +77,7 @@ def emit(conn: Connection, events: Sequence[Emitted], *, now: datetime) -> None:
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
         conn.execute(dialect.insert(outbox).on_conflict_do_nothing(), rows)
     else:
-        conn.execute(insert(outbox), rows)
+        insert_rows(conn, outbox, rows)  # a thousand events of a batch, or a member each in an expiry chunk
 
 
 def new_message_id() -> str:
