@@ -8,11 +8,11 @@ import pytest
 
 from patron.domain.carts import Cart
 from patron.domain.coupons import Offer
-from patron.services import coupons
+from patron.services import coupons, programs
 from patron.services.errors import Conflict
 from tests.api.conftest import assert_problem
 from tests.conftest import T0
-from tests.helpers import set_up
+from tests.helpers import LONG_AGO, program_document, set_up
 
 CART = {"total": "30.00", "lines": [{"sku": "cup", "unit_price": "4.50", "quantity": 2}]}
 
@@ -200,3 +200,26 @@ def test_twenty_concurrent_retries_with_one_key_get_one_reply(pg_db):
     assert len({r[0].redemption_id for r in results}) == 1
     assert [r[1] for r in results].count(False) == 1
     assert results[0][0].discount == Decimal(5)
+
+
+def test_a_trial_is_refused_to_a_member_who_bought_the_product(api):
+    document = program_document(recognition=True)  # the program keeps what each member buys
+    programs.publish(api.db, api.program_id, document, actor="t", now=T0, effective_from=LONG_AGO)
+    code = make_batch(api, kind="trial", sku="MATCHA", uses_per_code=100)["codes"][0]["code"]
+    api.put("/v1/members/newbie", json={})
+    bought = {
+        "type": "purchase",
+        "event_id": "p1",
+        "member_id": "m1",
+        "order_id": "o1",
+        "occurred_at": T0.isoformat(),
+        "total": "3.00",
+        "lines": [{"sku": "MATCHA", "unit_price": "3.00"}],
+    }
+    assert api.post("/v1/events", key="events", json=bought).status_code == 201
+    cart = {"total": "3.00", "lines": [{"sku": "MATCHA", "unit_price": "3.00"}]}
+    regular = api.post("/v1/coupons/validate", key="read", json={"code": code, "cart": cart, "member_id": "m1"}).json()
+    assert regular["applies"] is False
+    assert "bought MATCHA before" in regular["reason"]
+    newbie = api.post("/v1/coupons/validate", key="read", json={"code": code, "cart": cart, "member_id": "newbie"})
+    assert newbie.json()["applies"] is True

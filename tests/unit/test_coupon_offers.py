@@ -108,3 +108,10 @@ def test_patterns_must_leave_room_for_guessing_to_fail():
     with pytest.raises(BadPattern):
         check_pattern("########", 10**7)
     assert fill_pattern("AB-##-#", "XYZ") == "AB-XY-Z"
+
+
+def test_a_trial_is_for_a_product_new_to_the_member():
+    trial = offer(kind="trial", sku="matcha")
+    verdict = judge(trial, cart("5", ("matcha", "3")), now=NOW, usage=Usage(bought_before=True))
+    assert not verdict.applies
+    assert "bought matcha before" in verdict.reason

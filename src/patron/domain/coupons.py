@@ -6,7 +6,8 @@ Kinds:
 - free_product: one unit of `sku` free; the cart must hold it.
 - free_shipping: the cart's shipping charge off.
 - spend_and_save: "spend 200, get 20 off": `amount` off once the cart reaches `min_spend` (required).
-- trial: a new product to try: `percent` (default 100) off one unit of `sku`, once per member by default.
+- trial: a new product to try: `percent` (default 100) off one unit of `sku`, once per member by default, and not
+  for a member known to have bought it (when the program keeps what members buy: `recognition`).
 """
 
 from dataclasses import dataclass
@@ -109,6 +110,7 @@ class Usage:
 
     code_uses: int = 0
     member_uses: int = 0
+    bought_before: bool = False  # the member already bought the offer's product (trials are for new products)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +136,8 @@ def judge(offer: Offer, cart: Cart, *, now: datetime, usage: Usage, member_known
             return _no(f"limited to {limit} per member: say which member is using it", field="member_id")
         if usage.member_uses >= limit:
             return _no(f"this member has used this offer {usage.member_uses} time(s), the limit is {limit}")
+    if offer.kind is CouponKind.TRIAL and usage.bought_before:
+        return _no(f"a trial is for a product new to the member, who has bought {offer.sku} before", field="member_id")
     if cart.total < offer.min_spend:
         short = offer.min_spend - cart.total
         return Verdict(False, Decimal(0), f"needs a spend of {offer.min_spend}: {short} more", "cart.total", short)

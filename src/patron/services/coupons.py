@@ -21,6 +21,7 @@ from patron.domain.coupons import (
     CODE_ALPHABET,
     RANDOM_MARK,
     BadPattern,
+    CouponKind,
     Offer,
     Usage,
     Verdict,
@@ -34,6 +35,7 @@ from patron.services import outbox
 from patron.services.errors import Conflict, Invalid, NotFound, ServiceError
 from patron.services.hashing import request_fingerprint
 from patron.services.idempotency import StoredReply, recall_key, remember_key
+from patron.store import progress as progress_rows
 from patron.store.database import Database
 from patron.store.members import MemberRow
 from patron.store.sets import text_in
@@ -307,7 +309,13 @@ def _check(
                     coupon_redemptions.c.member_id == member.id, coupon_redemptions.c.batch_id == row.batch_id
                 )
             ).scalar_one()
-        verdict = judge(offer, cart, now=now, usage=Usage(row.uses, member_uses), member_known=member is not None)
+        bought_before = (
+            member is not None
+            and offer.kind is CouponKind.TRIAL
+            and progress_rows.load_one(conn, member.id).skus.get(offer.sku or "", 0) > 0
+        )
+        usage = Usage(row.uses, member_uses, bought_before)
+        verdict = judge(offer, cart, now=now, usage=usage, member_known=member is not None)
     check = CouponCheck(
         code=row.code,
         batch=row.batch,
