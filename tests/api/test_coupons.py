@@ -223,3 +223,46 @@ def test_a_trial_is_refused_to_a_member_who_bought_the_product(api):
     assert "bought MATCHA before" in regular["reason"]
     newbie = api.post("/v1/coupons/validate", key="read", json={"code": code, "cart": cart, "member_id": "newbie"})
     assert newbie.json()["applies"] is True
+
+
+def test_a_catalog_reward_code_is_a_coupon_at_the_checkout(api):
+    api.fund("m1", 1000)
+    redeemed = api.post("/v1/members/m1/redemptions", key="redeem", json={"reward_id": "coupon-5"})
+    assert redeemed.status_code == 201, redeemed.text
+    code = redeemed.json()["coupon_code"]
+    api.put("/v1/members/m2", json={})
+
+    mine = api.post("/v1/coupons/validate", key="read", json={"code": code, "cart": CART, "member_id": "m1"}).json()
+    assert (mine["applies"], mine["discount"], mine["batch"]) == (True, "5.00", "reward.coupon-5")
+    theirs = api.post("/v1/coupons/validate", key="read", json={"code": code, "cart": CART, "member_id": "m2"})
+    assert theirs.json()["applies"] is False
+    listed = api.post("/v1/members/m1/cart", key="read", json={"cart": CART}).json()
+    assert [c["code"] for c in listed["coupons"]] == [code]
+
+    body = {"cart": CART, "member_id": "m1"}
+    assert api.post(f"/v1/coupons/{code}/redemptions", key="redeem", json=body).status_code == 201
+    before = api.snapshot()
+    assert_problem(api.post(f"/v1/coupons/{code}/redemptions", key="redeem", json=body), 409, "code")
+    assert api.snapshot() == before
+    assert api.post("/v1/members/m1/cart", key="read", json={"cart": CART}).json()["coupons"] == []
+
+
+def test_a_catalog_reward_code_is_used_once_under_concurrent_checkouts(pg_db):
+    from patron.services import adjustments, redemptions
+
+    setup = set_up(pg_db, now=T0)
+    adjustments.adjust(pg_db, setup.cache, setup.program_id, "m1", 1000, "funds", actor="t", now=T0)
+    code = redemptions.redeem(pg_db, setup.cache, setup.program_id, "m1", "free-single", now=T0)[0].coupon_code
+    cart = Cart.model_validate({"total": "9.00", "lines": [{"sku": "CD-SINGLE", "unit_price": "4.00"}]})
+
+    def attempt(i: int) -> str:
+        try:
+            member = "m1" if i % 2 else None  # half without the member: refused, and must not break the race
+            coupons.redeem(pg_db, setup.program_id, code, cart, member_external_id=member, order_id=f"o{i}", now=T0)
+        except Conflict:
+            return "refused"
+        return "used"
+
+    with ThreadPoolExecutor(20) as pool:
+        outcomes = list(pool.map(attempt, range(20)))
+    assert outcomes.count("used") == 1

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from patron.domain.amounts import Money
@@ -30,16 +31,18 @@ from patron.domain.coupons import (
     judge,
     normalize_code,
 )
+from patron.domain.program import RewardKind
 from patron.services import members as member_service
 from patron.services import outbox
 from patron.services.errors import Conflict, Invalid, NotFound, ServiceError
 from patron.services.hashing import request_fingerprint
 from patron.services.idempotency import StoredReply, recall_key, remember_key
+from patron.services.programs import ProgramCache
 from patron.store import progress as progress_rows
 from patron.store.database import Database
 from patron.store.members import MemberRow
 from patron.store.sets import text_in
-from patron.store.tables import coupon_batches, coupon_redemptions, coupons, members
+from patron.store.tables import coupon_batches, coupon_redemptions, coupons, members, redemptions, reward_grants
 
 DEFAULT_PATTERN = "####-####-####"
 MAX_BATCH = 100_000
@@ -143,8 +146,10 @@ def ensure_batch(conn: Connection, program_id: int, name: str, offer: Offer, *, 
         select(coupon_batches.c.id).where(coupon_batches.c.program_id == program_id, coupon_batches.c.name == name)
     ).first()
     if exists is None:
+        # Two first uses at once may both get here: the second insert is a no-op, not an error.
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
         conn.execute(
-            insert(coupon_batches),
+            dialect.insert(coupon_batches).on_conflict_do_nothing(),
             {
                 "program_id": program_id,
                 "name": name,
@@ -276,11 +281,8 @@ class _CouponRow:
     batch_id: int
 
 
-def _check(
-    conn: Connection, program_id: int, code: str, cart: Cart, member: MemberRow | None, *, now: datetime
-) -> tuple[CouponCheck, _CouponRow, Offer, str]:
-    wanted = normalize_code(code)
-    row = conn.execute(
+def _find(conn: Connection, program_id: int, wanted: str) -> Any:
+    return conn.execute(
         select(
             coupons.c.id,
             coupons.c.code,
@@ -294,6 +296,22 @@ def _check(
         .join(coupon_batches, coupon_batches.c.id == coupons.c.batch_id)
         .where(coupons.c.program_id == program_id, coupons.c.code == wanted)
     ).first()
+
+
+def _check(
+    conn: Connection,
+    program_id: int,
+    code: str,
+    cart: Cart,
+    member: MemberRow | None,
+    *,
+    now: datetime,
+    adopt: bool = False,
+) -> tuple[CouponCheck, _CouponRow, Offer, str]:
+    wanted = normalize_code(code)
+    row = _find(conn, program_id, wanted)
+    if row is None:
+        row = _reward_code(conn, program_id, wanted, now=now, adopt=adopt)
     if row is None:
         raise NotFound(f"no coupon {wanted!r} in this program", field="code")
     offer = Offer.model_validate(row.offer)
@@ -328,6 +346,74 @@ def _check(
         spend_more=verdict.spend_more,
     )
     return check, _CouponRow(row.id, row.batch_id), offer, verdict.field
+
+
+@dataclass(frozen=True, slots=True)
+class _RewardCode:
+    """A reward's code not yet used at a checkout, shaped as a row of the coupons table."""
+
+    id: int
+    code: str
+    uses: int
+    member_id: int
+    revoked_at: datetime | None
+    batch_id: int
+    batch: str
+    offer: dict[str, Any]
+
+
+# Program versions never change once published, so one cache serves every request of the process.
+_programs = ProgramCache()
+
+
+def _reward_code(conn: Connection, program_id: int, code: str, *, now: datetime, adopt: bool) -> Any:
+    """A code a member got for a catalog reward (redeemed with points, or granted by a stamp card, a campaign, a
+    birthday) is a coupon too: for a coupon reward its value off, for a free product that product. On first use
+    (`adopt`) it joins the coupons table, in a batch per reward, and from then on is counted like any code."""
+    found = (
+        conn.execute(
+            select(redemptions.c.member_id, redemptions.c.reward_id).where(
+                redemptions.c.program_id == program_id, redemptions.c.coupon_code == code
+            )
+        ).first()
+        or conn.execute(
+            select(reward_grants.c.member_id, reward_grants.c.reward_id).where(
+                reward_grants.c.program_id == program_id, reward_grants.c.coupon_code == code
+            )
+        ).first()
+    )
+    if found is None:
+        return None
+    try:
+        reward = _programs.in_force(conn, program_id, now).document.reward(found.reward_id)
+    except Invalid:
+        reward = None
+    if reward is not None and reward.kind is RewardKind.COUPON and reward.value:
+        offer = Offer(kind=CouponKind.AMOUNT_OFF, amount=reward.value)
+    elif reward is not None and reward.kind is RewardKind.FREE_PRODUCT:
+        offer = Offer(kind=CouponKind.FREE_PRODUCT, sku=reward.sku)
+    else:
+        return None  # a gift, or a reward no longer in the catalog: nothing a checkout can take off
+    batch = f"reward.{reward.id}"[:64]
+    if not adopt:
+        return _RewardCode(0, code, 0, found.member_id, None, 0, batch, offer.model_dump(mode="json"))
+    ensure_batch(conn, program_id, batch, offer, actor="reward", now=now)
+    batch_id = conn.execute(
+        select(coupon_batches.c.id).where(coupon_batches.c.program_id == program_id, coupon_batches.c.name == batch)
+    ).scalar_one()
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(
+        dialect.insert(coupons).on_conflict_do_nothing(),
+        {
+            "program_id": program_id,
+            "batch_id": batch_id,
+            "code": code,
+            "member_id": found.member_id,
+            "uses": 0,
+            "created_at": now,
+        },
+    )
+    return _find(conn, program_id, code)
 
 
 def _after(cart: Cart, discount: Decimal) -> Decimal:
@@ -371,7 +457,7 @@ def redeem(
             if member_external_id is None
             else member_service.require(conn, program_id, member_external_id, lock=True)
         )
-        check, row, offer, field = _check(conn, program_id, code, cart, member, now=now)
+        check, row, offer, field = _check(conn, program_id, code, cart, member, now=now, adopt=True)
         if not check.applies:
             raise CouponRefused(f"coupon {check.code} cannot be applied: {check.reason}", field=field)
         counted = conn.execute(
@@ -429,18 +515,30 @@ def redeem(
 def member_coupons(
     conn: Connection, program_id: int, member: MemberRow, cart: Cart, *, now: datetime
 ) -> list[CouponCheck]:
-    """The codes given to this member that still have uses left, each judged against the cart."""
+    """The codes given to this member that still have uses left (their catalog rewards' codes too), each judged
+    against the cart."""
     rows = conn.execute(
-        select(coupons.c.code, coupons.c.uses, coupon_batches.c.offer)
+        select(coupons.c.code, coupons.c.uses, coupons.c.revoked_at, coupon_batches.c.offer)
         .join(coupon_batches, coupon_batches.c.id == coupons.c.batch_id)
-        .where(coupons.c.program_id == program_id, coupons.c.member_id == member.id, coupons.c.revoked_at.is_(None))
+        .where(coupons.c.program_id == program_id, coupons.c.member_id == member.id)
         .order_by(coupons.c.id)
     ).all()
-    return [
-        _check(conn, program_id, r.code, cart, member, now=now)[0]
-        for r in rows
-        if r.uses < Offer.model_validate(r.offer).uses_per_code
-    ]
+    known = {r.code for r in rows}
+    usable = [r.code for r in rows if r.revoked_at is None and r.uses < Offer.model_validate(r.offer).uses_per_code]
+    for table in (redemptions, reward_grants):
+        found = conn.execute(
+            select(table.c.coupon_code)
+            .where(table.c.program_id == program_id, table.c.member_id == member.id, table.c.coupon_code.is_not(None))
+            .order_by(table.c.id)
+        ).scalars()
+        usable.extend(code for code in found if code not in known)
+    checks = []
+    for code in usable:
+        try:
+            checks.append(_check(conn, program_id, code, cart, member, now=now)[0])
+        except NotFound:
+            continue  # a gift's or a withdrawn reward's code: nothing to take off a cart
+    return checks
 
 
 def check_code(
