@@ -338,19 +338,20 @@ def _decide_earn(program: CompiledProgram, member: MemberState, event: Purchase 
     grants: list[RewardGrant] = []
     signals: list[Signal] = []
     campaign_spend: list[tuple[str, int]] = []
-    if isinstance(event, Purchase):
+    if isinstance(event, Purchase) and (document.tiers is not None or program.campaigns):
         extra = _tier_bonus(program, progress, pending_points + immediate_points, outcomes)
-        extra += _campaigns(
-            program,
-            member,
-            progress,
-            event,
-            context,
-            pending_points + immediate_points + extra,
-            outcomes,
-            grants,
-            campaign_spend,
-        )
+        if program.campaigns:
+            extra += _campaigns(
+                program,
+                member,
+                progress,
+                event,
+                context,
+                pending_points + immediate_points + extra,
+                outcomes,
+                grants,
+                campaign_spend,
+            )
         # Bonuses on a purchase wait the return window like the purchase's own points.
         if document.pending_days > 0:
             pending_points += extra
@@ -373,7 +374,8 @@ def _decide_earn(program: CompiledProgram, member: MemberState, event: Purchase 
     lots, postings, notes = _earn_postings(
         program, member, event.occurred_at, order_id, pending_points, immediate_points
     )
-    notes.extend(_tier_notes(document, tier_changes))
+    if tier_changes:
+        notes.extend(_tier_notes(document, tier_changes))
     order = None
     if isinstance(event, Purchase):
         order = OrderChange(event.order_id, event.total, pending_points + immediate_points, Decimal(0), 0)
@@ -388,10 +390,10 @@ def _decide_earn(program: CompiledProgram, member: MemberState, event: Purchase 
         order=order,
         notes=tuple(notes),
         progress=new_progress,
-        tier_changes=tuple(tier_changes),
-        grants=tuple(grants),
-        campaign_spend=tuple(campaign_spend),
-        signals=tuple(signals),
+        tier_changes=tuple(tier_changes) if tier_changes else (),
+        grants=tuple(grants) if grants else (),
+        campaign_spend=tuple(campaign_spend) if campaign_spend else (),
+        signals=tuple(signals) if signals else (),
     )
 
 
@@ -773,6 +775,8 @@ def _decide_refund(program: CompiledProgram, member: MemberState, event: Refund)
         progress, tier_changes = _progress_after_refund(
             program, member.progress, event, clawback, refunded_after >= order.total, outcomes
         )
+        if progress is member.progress:
+            progress = None  # unchanged: nothing to write
         notes.extend(_tier_notes(program.document, tier_changes))
     return Decision(
         event_type=event.type,
@@ -812,8 +816,10 @@ def _progress_after_refund(
                 outcomes.append(
                     RuleOutcome(f"stamp_card:{card_id}", True, 0, f"{removed} stamp(s) of the refunded order removed")
                 )
-        progress = replace(progress, cards=cards)
-    progress = tiers.add_tally(progress, event.occurred_at, program.zone, Tally(-clawback, -event.refunded, 0))
+        if cards != progress.cards:
+            progress = replace(progress, cards=cards)
+    if "tally" in program.progress_needs:
+        progress = tiers.add_tally(progress, event.occurred_at, program.zone, Tally(-clawback, -event.refunded, 0))
     return progress, changes
 
 
