@@ -45,6 +45,10 @@ class Receiver:
                     receiver.received.append(request)
                 status, delay = receiver.script(request, n)
                 time.sleep(delay)
+                # Recorded before the reply goes out: the sender may act on the reply (and the test look here)
+                # before this thread runs again.
+                with receiver._lock:
+                    receiver.answered.append((request, status))
                 try:
                     self.send_response(status)
                     self.send_header("content-length", "2")
@@ -52,8 +56,6 @@ class Receiver:
                     self.wfile.write(b"ok")
                 except OSError:  # the sender gave up waiting (a timeout test)
                     return
-                with receiver._lock:
-                    receiver.answered.append((request, status))
 
             def log_message(self, *_args: Any) -> None:
                 pass
@@ -68,7 +70,8 @@ class Receiver:
         return f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
 
     def delivered(self) -> list[Received]:
-        """Requests answered with a 2xx, in the order they were answered."""
+        """Requests answered with a 2xx, in the order they were answered (a reply the sender stopped waiting
+        for counts too: the timeout test reads `received` instead)."""
         with self._lock:
             return [r for r, status in self.answered if 200 <= status < 300]
 
