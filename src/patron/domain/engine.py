@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from patron.domain import tiers
 from patron.domain.calendar import expires_at, period_key
 from patron.domain.events import Custom, Purchase, Refund, Signup, as_expression_context, rule_trigger
-from patron.domain.expressions import Bindings, Expression, ExpressionError
+from patron.domain.expressions import Bindings, Expression, ExpressionError, Variables
 from patron.domain.ledger import Account, Lot, LotDebit, LotStatus, Posting, balanced, spending_order, take_from
 from patron.domain.program import (
     EXPRESSION_VARIABLES,
@@ -80,6 +80,7 @@ class CompiledProgram:
     # only the parts some mechanic reads otherwise, which keeps the hot path lean.
     tracks_progress: bool = False
     progress_needs: frozenset[str] = frozenset()
+    shared_bindings: frozenset[str] = frozenset()  # triggers whose events meet several expressions
 
     @classmethod
     def compile(cls, document: ProgramDocument, version: int) -> "CompiledProgram":
@@ -108,6 +109,8 @@ class CompiledProgram:
             [c.when for c in cards] + [c.when for c in campaigns if c.when is not None]
         )
         shapes = {trigger: _context_shape(found) for trigger, found in expressions.items()}
+        # Converting variables to CEL once pays off from two expressions on; for one, a plain dict is cheaper.
+        shared = frozenset(trigger for trigger, found in expressions.items() if len(found) >= 2)
 
         def read(variable: str, *fields: str) -> bool:
             return any(_reads(shape, variable, frozenset(fields)) for shape in shapes.values())
@@ -131,6 +134,7 @@ class CompiledProgram:
             campaigns,
             bool(needs),
             needs,
+            shared,
         )
 
 
@@ -826,7 +830,7 @@ def _progress_after_refund(
 class _LazyContext:
     """Builds the expression context only when an expression needs it: most purchases need none."""
 
-    __slots__ = ("_attributes", "_event", "_member_id", "_program", "_progress", "_shape", "_value")
+    __slots__ = ("_attributes", "_event", "_member_id", "_program", "_progress", "_shape", "_shared", "_value")
 
     def __init__(
         self,
@@ -840,10 +844,11 @@ class _LazyContext:
         self._event, self._member_id, self._attributes = event, member_id, attributes
         self._progress, self._program = progress, program
         self._shape = program.context_shapes.get(trigger, {})
-        self._value: Bindings | None = None
+        self._shared = trigger in program.shared_bindings
+        self._value: Variables | None = None
 
     @property
-    def value(self) -> Bindings:
+    def value(self) -> Variables:
         if self._value is None:
             variables: dict[str, Any] = {}
             event_fields = self._shape.get("event", frozenset())
@@ -865,7 +870,7 @@ class _LazyContext:
                 variables["member"] = (
                     member if member_fields is None else {k: v for k, v in member.items() if k in member_fields}
                 )
-            self._value = Bindings(variables)
+            self._value = Bindings(variables) if self._shared else variables
         return self._value
 
     def _engine_fields(self, wanted: frozenset[str] | None) -> dict[str, Any]:
