@@ -13,6 +13,7 @@ from patron.domain.members import MemberProfile
 from patron.services import events, members, occasions, standing, tier_review
 from patron.services import progress as progress_store
 from patron.services.errors import Invalid
+from patron.store.background import outbox
 from patron.store.tables import campaign_budgets, occasion_grants, reward_grants
 from tests.conftest import T0
 from tests.helpers import check_invariants, ledger_dump, program_document, set_up
@@ -62,6 +63,10 @@ def test_the_ninth_cup_completes_the_card_and_gives_a_free_cup_coupon(db):
         (granted,) = standing.grants(conn, member_id)
     assert (granted.reward_id, granted.reward_kind, granted.source) == ("free-cup", "free_product", "stamp_card:froyo")
     assert len(granted.coupon_code) == 14
+    with db.read() as conn:
+        told = {r.type: r.data for r in conn.execute(sa.select(outbox.c.type, outbox.c.data))}
+    assert told["stamp_card.completed"]["coupon_code"] == granted.coupon_code
+    assert told["coupon.issued"]["reward_id"] == "free-cup"
     check_invariants(db)
 
 
@@ -267,5 +272,8 @@ def test_the_tier_review_job_downgrades_silent_members_once(db):
         history = standing.tier_history(conn, members.require(conn, s.program_id, "m1").id)
         view = members.view(conn, s.program_id, "m1", now=late)
     assert [(c.from_tier, c.to_tier) for c in history] == [(None, "gold"), ("gold", "silver")]
+    with db.read() as conn:
+        announced = conn.execute(sa.select(outbox.c.data).where(outbox.c.type == "tier.changed")).scalars().all()
+    assert [(d["from_tier"], d["to_tier"]) for d in announced] == [(None, "gold"), ("gold", "silver")]
     assert history[-1].reason == "0 points earned in 2027; Gold needs 500 points: down one level after 30 days' grace"
     assert view.tier.tier == "silver"
