@@ -311,7 +311,7 @@ def _check(
     wanted = normalize_code(code)
     row = _find(conn, program_id, wanted)
     if row is None:
-        row = _reward_code(conn, program_id, wanted, now=now, adopt=adopt)
+        row = _reward_code(conn, program_id, wanted, member, now=now, adopt=adopt)
     if row is None:
         raise NotFound(f"no coupon {wanted!r} in this program", field="code")
     offer = Offer.model_validate(row.offer)
@@ -366,10 +366,13 @@ class _RewardCode:
 _programs = ProgramCache()
 
 
-def _reward_code(conn: Connection, program_id: int, code: str, *, now: datetime, adopt: bool) -> Any:
+def _reward_code(
+    conn: Connection, program_id: int, code: str, member: MemberRow | None, *, now: datetime, adopt: bool
+) -> Any:
     """A code a member got for a catalog reward (redeemed with points, or granted by a stamp card, a campaign, a
     birthday) is a coupon too: for a coupon reward its value off, for a free product that product. On first use
-    (`adopt`) it joins the coupons table, in a batch per reward, and from then on is counted like any code."""
+    (`adopt`) by its own member, whose lock the caller holds, it joins the coupons table, in a batch per reward, and
+    from then on is counted like any code."""
     found = (
         conn.execute(
             select(redemptions.c.member_id, redemptions.c.reward_id).where(
@@ -395,7 +398,8 @@ def _reward_code(conn: Connection, program_id: int, code: str, *, now: datetime,
     else:
         return None  # a gift, or a reward no longer in the catalog: nothing a checkout can take off
     batch = f"reward.{reward.id}"[:64]
-    if not adopt:
+    if not adopt or member is None or member.id != found.member_id:
+        # Judged as it stands (refused if the member is not its own): nothing written, no lock taken.
         return _RewardCode(0, code, 0, found.member_id, None, 0, batch, offer.model_dump(mode="json"))
     ensure_batch(conn, program_id, batch, offer, actor="reward", now=now)
     batch_id = conn.execute(
