@@ -81,6 +81,7 @@ def test_the_birthday_job_over_http_is_idempotent(api):
     _publish(api)
     reply = api.put("/v1/members/bday", key="events", json={"birthday": "1990-01-07", "timezone": "Europe/Warsaw"})
     assert reply.status_code == 201, reply.text
+    assert reply.json()["timezone"] == "Europe/Warsaw"
     first = api.post("/v1/occasions/birthday/grant", json={"date": "2026-01-07"})
     again = api.post("/v1/occasions/birthday/grant", json={"date": "2026-01-07"})
     assert (first.status_code, first.json()["members"], first.json()["points"]) == (200, 1, 25)

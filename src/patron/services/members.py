@@ -71,6 +71,7 @@ def view(conn: Connection, program_id: int, external_id: str, *, now: datetime) 
         phone=row.phone,
         birthday=row.birthday,
         locale=row.locale,
+        timezone=row.timezone,
         attributes=row.attributes,
         marketing_consent=row.marketing_consent,
         member_since=row.created_at,

@@ -94,6 +94,7 @@ class MemberView(BaseModel):
     expiring_soon: list[LotView]
     tier: TierView | None = None
     recognition: RecognitionView | None = None
+    timezone: str | None = None  # the member's own, for birthdays; None: the program's
 
 
 class MemberPage(BaseModel):

@@ -23,6 +23,7 @@ class MemberRow:
     created_at: datetime
     updated_at: datetime
     marketing_consent: bool
+    timezone: str | None = None
 
 
 _COLUMNS = (
@@ -36,6 +37,7 @@ _COLUMNS = (
     members.c.created_at,
     members.c.updated_at,
     members.c.marketing_consent,
+    members.c.timezone,
 )
 
 
@@ -64,6 +66,7 @@ def create(conn: Connection, program_id: int, external_id: str, profile: MemberP
         now,
         now,
         bool(profile.marketing_consent),
+        profile.timezone,
     )
 
 
