@@ -130,6 +130,22 @@ class Model:
         pending = sum(lot.remaining for lot in mine if lot.status == "pending")
         return available, pending, self.owed[member]
 
+    def due_to_expire(self, member: str, now) -> list[ModelLot]:
+        return [
+            lot
+            for lot in self.lots
+            if lot.member == member and lot.status == "available" and lot.remaining and lot.expires_at <= now
+        ]
+
+    def live_available(self, member: str, now) -> int:
+        """What a spend may take: lots past their expiry are not spendable, whether or not the job has run."""
+        return self.balance(member)[0] - sum(lot.remaining for lot in self.due_to_expire(member, now))
+
+    def expire_lots(self, due: list[ModelLot]) -> None:
+        self.account("expired", sum(lot.remaining for lot in due))
+        for lot in due:
+            lot.remaining, lot.status = 0, "expired"
+
     def spendable(self, member: str) -> list[ModelLot]:
         found = [lot for lot in self.lots if lot.member == member and lot.status == "available" and lot.remaining]
         return sorted(found, key=ModelLot.spend_key)
@@ -375,13 +391,14 @@ class LedgerMachine(RuleBasedStateMachine):
         if reward == "gift" and model.gifts_by_member[member] >= 1:
             self.refused(call, Conflict, "reward_id")
             return
-        if model.balance(member)[0] < cost:
+        if model.live_available(member, self.now) < cost:
             self.refused(call, InsufficientPointsError, "reward_id")
             return
         if reward == "gift" and model.gifts_given >= GIFT_STOCK:
             self.refused(call, OutOfStock, "reward_id")
             return
         before = member_lots(self.db, self.program_id, member)
+        model.expire_lots(model.due_to_expire(member, self.now))
         assert model.take(model.spendable(member), cost) == 0
         model.account("redeemed", cost)
         if reward == "gift":
@@ -400,13 +417,14 @@ class LedgerMachine(RuleBasedStateMachine):
         call = functools.partial(
             adjustments.adjust, self.db, self.cache, self.program_id, member, points, "test", actor="prop", now=self.now
         )
-        if points < 0 and model.balance(member)[0] < -points:
+        if points < 0 and model.live_available(member, self.now) < -points:
             self.refused(call, InsufficientPointsError, "points")
             return
         before = member_lots(self.db, self.program_id, member)
         if points > 0:
             model.earn(member, self.now, None, 0, points, source="adjustments")
         else:
+            model.expire_lots(model.due_to_expire(member, self.now))
             model.account("adjustments", -points)
             assert model.take(model.spendable(member), -points) == 0
         view, _ = call()
