@@ -385,17 +385,6 @@ def _write(conn: Connection, program_id: int, accepted: list[_Accepted], state: 
     _write_usage(conn, accepted)
     _write_orders(conn, program_id, state)
     referrals.after_events(conn, state.cache, program_id, [(a.member.id, a.event) for a in accepted], now=now)
-    outbox.emit(
-        conn,
-        [
-            e
-            for a in accepted
-            for e in announcements.event_ingested(
-                program_id, a.member.id, a.event, a.decision, transaction_of.get(a.index)
-            )
-        ],
-        now=now,
-    )
     progress_store.record(
         conn,
         program_id,
@@ -405,6 +394,17 @@ def _write(conn: Connection, program_id: int, accepted: list[_Accepted], state: 
         ],
         {a.member.id: a.member.state.progress for a in accepted if a.decision.progress is not None},
         state.budget_limits,
+        now=now,
+    )
+    outbox.emit(
+        conn,
+        [
+            e
+            for a in accepted
+            for e in announcements.event_ingested(
+                program_id, a.member.id, a.event, a.decision, transaction_of.get(a.index)
+            )
+        ],
         now=now,
     )
 

@@ -170,7 +170,6 @@ def _apply(
     _record_usage(conn, member.id, decision)
     _record_order(conn, program_id, member.id, event, decision)
     referrals.after_events(conn, cache, program_id, [(member.id, event)], now=now)
-    outbox.emit(conn, announcements.event_ingested(program_id, member.id, event, decision, transaction_id), now=now)
     progress_store.record(
         conn,
         program_id,
@@ -179,6 +178,7 @@ def _apply(
         progress_store.budget_limits([program], [event.occurred_at]),
         now=now,
     )
+    outbox.emit(conn, announcements.event_ingested(program_id, member.id, event, decision, transaction_id), now=now)
     receipt = _receipt(event, decision, transaction_id, member_service.balance(conn, member.id))
     conn.execute(update(events).where(events.c.id == event_row).values(response=receipt.model_dump(mode="json")))
     return receipt, False
