@@ -16,7 +16,13 @@ from patron.domain.referrals import ReferralScheme
 BUILTIN_EVENTS = frozenset({"purchase", "refund", "signup"})
 EXPRESSION_VARIABLES = frozenset({"event", "member"})
 Identifier = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
-PositiveDecimal = Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=6, allow_inf_nan=False)]
+# Every rate and multiplier. Bounded so that the largest order times every multiplier that can stack (rule, tier,
+# campaign) stays far inside the ledger's 64-bit columns: a version that could overflow them is refused at publish.
+MAX_RATE = 1000
+PositiveDecimal = Annotated[Decimal, Field(gt=0, le=MAX_RATE, max_digits=12, decimal_places=6, allow_inf_nan=False)]
+# A hundred years: later dates leave the calendar for some time zones, and no program means to keep points longer.
+MAX_DAYS = 36_600
+MAX_MONTHS = 1_200
 
 
 class Strict(BaseModel):
@@ -146,8 +152,8 @@ class Reward(Strict):
 
 class ExpireAfter(Strict):
     policy: Literal["after"]
-    days: Annotated[int, Field(gt=0)] | None = None
-    months: Annotated[int, Field(gt=0)] | None = None
+    days: Annotated[int, Field(gt=0, le=MAX_DAYS)] | None = None
+    months: Annotated[int, Field(gt=0, le=MAX_MONTHS)] | None = None
 
     @model_validator(mode="after")
     def _one_length(self) -> "ExpireAfter":
@@ -161,7 +167,7 @@ class ExpireEndOfPeriod(Strict):
 
     policy: Literal["end_of_period"]
     period: Literal["month", "quarter", "year"]
-    after_months: Annotated[int, Field(ge=0)] = 0
+    after_months: Annotated[int, Field(ge=0, le=MAX_MONTHS)] = 0
 
 
 class NeverExpire(Strict):
@@ -257,7 +263,7 @@ class StampCard(Strict):
     stamps: Annotated[int, Field(gt=0, le=1000)] = 1
     size: Annotated[int, Field(gt=0, le=1000)]
     reward: Identifier = Field(description="the reward (a coupon or free product) the full card gives")
-    expires_after_days: Annotated[int, Field(gt=0)] | None = Field(
+    expires_after_days: Annotated[int, Field(gt=0, le=MAX_DAYS)] | None = Field(
         default=None, description="a card not completed this long after its first stamp starts over"
     )
 
@@ -283,7 +289,9 @@ class CampaignTarget(Strict):
 
     tier: Identifier | None = Field(default=None, description="this tier or a higher one")
     when: str | None = Field(default=None, description="CEL condition over event and member")
-    lapsed_days: Annotated[int, Field(gt=0)] | None = Field(default=None, description="no purchase in so many days")
+    lapsed_days: Annotated[int, Field(gt=0, le=MAX_DAYS)] | None = Field(
+        default=None, description="no purchase in so many days"
+    )
 
     _when = field_validator("when")(_check_expression)
 
