@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import Header, Path, Query
+from fastapi import Header, Path, Query, Response, status
 
 from patron.domain.events import ExternalId
 
@@ -23,3 +23,10 @@ IdempotencyKey = Annotated[
 
 # Stripe's name for the header that tells a client it got the stored reply to an earlier request.
 REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+def answer_as_replay(response: Response, replayed: bool) -> None:
+    """A retry with a known Idempotency-Key gets 200 and the header instead of the route's 201."""
+    if replayed:
+        response.status_code = status.HTTP_200_OK
+        response.headers[REPLAYED_HEADER] = "true"

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response, status
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from patron.api.auth import AdminKey
-from patron.api.params import REPLAYED_HEADER, IdempotencyKey, MemberIdPath
+from patron.api.params import IdempotencyKey, MemberIdPath, answer_as_replay
 from patron.api.problems import responses
 from patron.api.runtime import RuntimeDep
 from patron.api.text import RefuseNul
@@ -66,7 +66,5 @@ def adjust(
         now=runtime.now(),
         idempotency_key=idempotency_key,
     )
-    if replayed:
-        response.status_code = status.HTTP_200_OK
-        response.headers[REPLAYED_HEADER] = "true"
+    answer_as_replay(response, replayed)
     return view

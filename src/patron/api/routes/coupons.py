@@ -6,7 +6,7 @@ from fastapi import APIRouter, Path, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from patron.api.auth import AdminKey, ReadKey, RedeemKey
-from patron.api.params import REPLAYED_HEADER, IdempotencyKey
+from patron.api.params import IdempotencyKey, answer_as_replay
 from patron.api.problems import responses
 from patron.api.runtime import RuntimeDep
 from patron.domain.carts import Cart
@@ -121,7 +121,5 @@ def redeem(
         now=runtime.now(),
         idempotency_key=idempotency_key,
     )
-    if replayed:
-        response.status_code = status.HTTP_200_OK
-        response.headers[REPLAYED_HEADER] = "true"
+    answer_as_replay(response, replayed)
     return view

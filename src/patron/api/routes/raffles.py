@@ -6,7 +6,7 @@ from fastapi import APIRouter, Path, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from patron.api.auth import AdminKey, ReadKey, RedeemKey
-from patron.api.params import REPLAYED_HEADER, IdempotencyKey
+from patron.api.params import IdempotencyKey, answer_as_replay
 from patron.api.problems import responses
 from patron.api.runtime import RuntimeDep
 from patron.domain.events import ExternalId
@@ -67,9 +67,7 @@ def enter(
         now=runtime.now(),
         idempotency_key=idempotency_key,
     )
-    if replayed:
-        response.status_code = status.HTTP_200_OK
-        response.headers[REPLAYED_HEADER] = "true"
+    answer_as_replay(response, replayed)
     return view
 
 

@@ -4,7 +4,7 @@ from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict
 
 from patron.api.auth import RedeemKey
-from patron.api.params import REPLAYED_HEADER, IdempotencyKey, MemberIdPath
+from patron.api.params import IdempotencyKey, MemberIdPath, answer_as_replay
 from patron.api.problems import responses
 from patron.api.runtime import RuntimeDep
 from patron.api.text import RefuseNul
@@ -50,7 +50,5 @@ def redeem(
         now=runtime.now(),
         idempotency_key=idempotency_key,
     )
-    if replayed:
-        response.status_code = status.HTTP_200_OK
-        response.headers[REPLAYED_HEADER] = "true"
+    answer_as_replay(response, replayed)
     return view
