@@ -15,7 +15,7 @@ from patron.services import outbox
 from patron.services.outbox import OutboxConsumer
 from patron.store.database import Database
 from patron.webhooks.delivery import WebhookConsumer, WebhookSender
-from patron.worker import housekeeping, ledger_jobs
+from patron.worker import housekeeping, ledger_jobs, loyalty_jobs
 from patron.worker.registry import Registry
 from patron.worker.settings import WorkerSettings
 
@@ -36,7 +36,14 @@ class OutboxDispatch:
 
 def default_registry(settings: WorkerSettings, *, worker: str) -> Registry:
     registry = Registry()
-    for kind in (ledger_jobs.ACTIVATE, ledger_jobs.EXPIRE, ledger_jobs.REMIND, housekeeping.PRUNE):
+    for kind in (
+        ledger_jobs.ACTIVATE,
+        ledger_jobs.EXPIRE,
+        ledger_jobs.REMIND,
+        loyalty_jobs.OCCASIONS,
+        loyalty_jobs.TIER_REVIEW,
+        housekeeping.PRUNE,
+    ):
         registry.add_kind(kind)
     registry.add_consumer(WebhookConsumer())
     # Dispatch first: a message committed a moment ago is delivered in the same turn.
