@@ -41,6 +41,7 @@ class EventType(StrEnum):
     RAFFLE_DRAWN = "raffle.drawn"
     MEMBER_BIRTHDAY = "member.birthday"
     PROGRAM_PUBLISHED = "program.published"
+    CAMPAIGN_OFFERED = "campaign.offered"
 
 
 @dataclass(frozen=True, slots=True)

@@ -364,6 +364,17 @@ campaign_budgets = Table(
     CheckConstraint("spent >= 0", name="spent_not_negative"),
 )
 
+# Win-back offers announced to lapsed members: the primary key keeps an offer to one per campaign and member,
+# long after the outbox row that announced it is pruned.
+campaign_offers = Table(
+    "campaign_offers",
+    metadata,
+    Column("program_id", ForeignKey("programs.id"), primary_key=True),
+    Column("campaign_id", String(64), primary_key=True),
+    Column("member_id", ForeignKey("members.id"), primary_key=True),
+    Column("offered_at", UtcDateTime, nullable=False),
+)
+
 # Birthday and anniversary grants: the primary key makes `patron grant birthdays` idempotent per member per year.
 occasion_grants = Table(
     "occasion_grants",

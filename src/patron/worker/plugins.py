@@ -15,7 +15,7 @@ from patron.services import outbox
 from patron.services.outbox import OutboxConsumer
 from patron.store.database import Database
 from patron.webhooks.delivery import WebhookConsumer, WebhookSender
-from patron.worker import housekeeping, ledger_jobs, loyalty_jobs
+from patron.worker import campaign_jobs, housekeeping, ledger_jobs, loyalty_jobs
 from patron.worker.registry import Registry
 from patron.worker.settings import WorkerSettings
 
@@ -42,6 +42,7 @@ def default_registry(settings: WorkerSettings, *, worker: str) -> Registry:
         ledger_jobs.REMIND,
         loyalty_jobs.OCCASIONS,
         loyalty_jobs.TIER_REVIEW,
+        campaign_jobs.OFFER_TO_LAPSED,
         housekeeping.PRUNE,
     ):
         registry.add_kind(kind)
