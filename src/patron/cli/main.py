@@ -4,7 +4,22 @@ from typing import Annotated
 
 import typer
 
-from patron.cli import coupons, demo, jobs, keys, loyalty, mail, members, program, raffles, transfer, webhooks, worker
+from patron.cli import (
+    cart,
+    coupons,
+    demo,
+    jobs,
+    keys,
+    loyalty,
+    mail,
+    members,
+    program,
+    raffles,
+    referrals,
+    transfer,
+    webhooks,
+    worker,
+)
 from patron.cli.common import PatronGroup, ProgramOption, database, say
 from patron.cli.server import run_server
 from patron.services import programs
@@ -53,6 +68,8 @@ app.add_typer(members.app, name="member")
 app.add_typer(coupons.app, name="coupons")
 app.add_typer(mail.app, name="mail")
 app.add_typer(raffles.app, name="raffle")
+app.add_typer(referrals.app, name="referrals")
+app.command("cart")(cart.cart)
 app.add_typer(loyalty.grant_app, name="grant")
 app.add_typer(loyalty.tiers_app, name="tiers")
 app.command("activate")(jobs.activate)
