@@ -7,7 +7,7 @@ The seam:
 - `delivery.deliver_pending(db, settings, now=)` sends what is due: the worker calls it on every turn, and
   `patron mail send-pending` runs it once.
 - `consumer.MailConsumer` turns committed outbox events (reward.redeemed, points.expiring_soon, tier.changed,
-  member.birthday, referral.converted, program.published) into messages.
+  member.birthday, referral.converted, program.published, campaign.offered) into messages.
 
 Which mail is marketing (needs the member's consent) and which is transactional is decided in `kinds`.
 Every message carries a signed unsubscribe link (`tokens`) and List-Unsubscribe headers; the link withdraws

@@ -7,7 +7,8 @@ skipped with a log line: raising would hold back every later event, webhooks inc
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,6 +18,7 @@ from patron.domain.ledger import Account
 from patron.mail import outbox
 from patron.mail.kinds import (
     Birthday,
+    CampaignOffer,
     Context,
     MailKind,
     PointsExpiring,
@@ -100,6 +102,25 @@ def _tier_changed(conn: Connection, message: OutboxMessage) -> tuple[MailKind, C
     return MailKind.TIER_CHANGED, context
 
 
+def _campaign_offer(conn: Connection, message: OutboxMessage) -> tuple[MailKind, Context] | None:
+    data = message.data
+    reward_name = None
+    if data.get("reward") is not None:
+        reward = _reward(conn, message.program_id, str(data["reward"]))
+        reward_name = str(reward["name"]) if reward else str(data["reward"])
+    multiplier = data.get("multiplier")
+    # The campaign stops at `ends_at`; a campaign ending at midnight runs until the day before.
+    last_day = (datetime.fromisoformat(str(data["ends_at"])) - timedelta(microseconds=1)).date()
+    context = CampaignOffer(
+        campaign_name=str(data["campaign_name"]),
+        ends_on=last_day,
+        bonus_points=int(data.get("bonus_points") or 0),
+        multiplier=Decimal(str(multiplier)) if multiplier is not None else None,
+        reward_name=reward_name,
+    )
+    return MailKind.CAMPAIGN_OFFER, context
+
+
 def _birthday(conn: Connection, message: OutboxMessage) -> tuple[MailKind, Context] | None:
     return MailKind.BIRTHDAY, Birthday(bonus_points=max(int(message.data.get("points", 0)), 0))
 
@@ -117,6 +138,7 @@ _BUILDERS: dict[str, MessageFor] = {
     EventType.POINTS_EXPIRING_SOON.value: _points_expiring,
     EventType.TIER_CHANGED.value: _tier_changed,
     EventType.MEMBER_BIRTHDAY.value: _birthday,
+    EventType.CAMPAIGN_OFFERED.value: _campaign_offer,
     EventType.REFERRAL_CONVERTED.value: _referral,
 }
 

@@ -4,7 +4,7 @@ Transactional mail tells a member about their own account and goes whatever thei
 the welcome that confirms enrolment, a redemption receipt, points about to expire (value they hold is about to
 be lost), a tier change (their benefits change), a referral that earned them points, and a change of the
 program's terms (which members must be told of). Marketing mail goes only to members who consented: the
-periodic summary of points earned, and the birthday greeting.
+periodic summary of points earned, the birthday greeting, and a win-back offer to a lapsed member.
 """
 
 from datetime import date
@@ -29,10 +29,11 @@ class MailKind(StrEnum):
     BIRTHDAY = "birthday"
     REFERRAL_SUCCESS = "referral_success"
     PROGRAM_CHANGED = "program_changed"
+    CAMPAIGN_OFFER = "campaign_offer"
 
     @property
     def category(self) -> Category:
-        marketing = {MailKind.POINTS_EARNED_SUMMARY, MailKind.BIRTHDAY}
+        marketing = {MailKind.POINTS_EARNED_SUMMARY, MailKind.BIRTHDAY, MailKind.CAMPAIGN_OFFER}
         return Category.MARKETING if self in marketing else Category.TRANSACTIONAL
 
 
@@ -93,6 +94,14 @@ class ProgramChange(BaseModel):
     new_cost: int | None = None
 
 
+class CampaignOffer(Context):
+    campaign_name: str
+    ends_on: date  # the campaign's last day
+    bonus_points: int = 0
+    multiplier: Decimal | None = None
+    reward_name: str | None = None
+
+
 class ProgramChanged(Context):
     version: int
     effective_from: date
@@ -108,4 +117,5 @@ CONTEXTS: dict[MailKind, type[Context]] = {
     MailKind.BIRTHDAY: Birthday,
     MailKind.REFERRAL_SUCCESS: ReferralSuccess,
     MailKind.PROGRAM_CHANGED: ProgramChanged,
+    MailKind.CAMPAIGN_OFFER: CampaignOffer,
 }

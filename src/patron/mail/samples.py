@@ -5,6 +5,7 @@ from decimal import Decimal
 
 from patron.mail.kinds import (
     Birthday,
+    CampaignOffer,
     Context,
     MailKind,
     PointsEarnedSummary,
@@ -26,6 +27,9 @@ SAMPLES: dict[MailKind, Context] = {
     MailKind.TIER_CHANGED: TierChanged(old_tier="Silver", new_tier="Gold", direction="up"),
     MailKind.REWARD_REDEEMED: RewardRedeemed(reward_name="Coffee", cost=5, coupon_code="KAWA-1234", balance=2),
     MailKind.BIRTHDAY: Birthday(bonus_points=50),
+    MailKind.CAMPAIGN_OFFER: CampaignOffer(
+        campaign_name="We miss you", ends_on=date(2027, 1, 31), bonus_points=200, multiplier=Decimal(2)
+    ),
     MailKind.REFERRAL_SUCCESS: ReferralSuccess(points=3, friend="Anna"),
     MailKind.PROGRAM_CHANGED: ProgramChanged(
         version=2,
