@@ -16,6 +16,7 @@ from patron.cli import (
     program,
     raffles,
     referrals,
+    rewards,
     transfer,
     webhooks,
     worker,
@@ -69,6 +70,7 @@ app.add_typer(coupons.app, name="coupons")
 app.add_typer(mail.app, name="mail")
 app.add_typer(raffles.app, name="raffle")
 app.add_typer(referrals.app, name="referrals")
+app.add_typer(rewards.app, name="rewards")
 app.command("cart")(cart.cart)
 app.add_typer(loyalty.grant_app, name="grant")
 app.add_typer(loyalty.tiers_app, name="tiers")
