@@ -5,7 +5,7 @@ import re
 from datetime import timedelta
 
 from patron.demo import cdnow
-from patron.services import keys
+from patron.services import coupons, keys, programs, raffles
 from patron.services.clock import utcnow
 from patron.services.keys import Scope
 from tests.cli.conftest import Cli, snapshot
@@ -34,6 +34,15 @@ def test_demo_loads_the_sample_once(cli: Cli):
     available, pending = (int(n.replace(",", "")) for n in totals.groups())
     assert available > 0
     assert pending > 0  # the last 14 days' purchases are in their return window
+
+    # Something to try at a checkout and a raffle to enter, made once.
+    assert "Offers: coupon batch 'spend-200-save-20'" in first
+    with cli.db.read() as conn:
+        program = programs.program_id(conn, "demo")
+        batch = coupons.batch_detail(conn, program, "spend-200-save-20", with_codes=False)
+        raffle = raffles.view(conn, program, "listening-party")
+    assert (batch.offer.kind, batch.offer.min_spend, batch.offer.amount) == ("spend_and_save", 200, 20)
+    assert raffle.entry_cost == 100
 
     token = _token(first)
     with cli.db.read() as conn:

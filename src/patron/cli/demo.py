@@ -2,6 +2,7 @@
 
 import os
 from datetime import datetime, time, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
 
@@ -13,10 +14,13 @@ from patron.cli.server import run_server
 from patron.cli.transfer import exit_if_rejected, run_import
 from patron.demo import cdnow
 from patron.demo.totals import program_totals
-from patron.services import keys, maintenance, programs
+from patron.domain.coupons import CouponKind, Offer
+from patron.services import coupons, keys, maintenance, programs, raffles
 from patron.services.clock import utcnow
 from patron.services.errors import NotFound
 from patron.services.keys import Scope
+from patron.services.programs import ProgramCache
+from patron.services.raffles import RaffleSpec
 from patron.settings import Settings
 from patron.store.database import Database
 
@@ -57,6 +61,7 @@ def demo(
         now = utcnow()
         print_run("activated", run_job(db, "Activating", maintenance.activate, at=now, program=program), now)
         print_run("expired", run_job(db, "Expiring", maintenance.expire, at=now, program=program), now)
+        offers = _offers(db, program, now)
         with db.read() as conn:
             totals = program_totals(conn, program)
         _, token = db.run(lambda conn: keys.create(conn, program, "demo admin", {Scope.ADMIN}, now=utcnow()))
@@ -69,6 +74,7 @@ def demo(
         "An admin API key for program 'demo', shown only now (each run makes a new one):"
     )
     say(f"export PATRON_KEY={token}")
+    say(offers)
     if no_serve:
         return
     # The API's workers read PATRON_DATABASE_URL themselves: point them at the database just loaded.
@@ -114,3 +120,35 @@ def _publish(db: Database, program: int, start: datetime) -> None:
         return
     version = programs.publish(db, program, document, actor="demo", now=utcnow(), effective_from=start)
     say(f"Published {PROGRAM_FILE.name} as version {version.version}, in force from {start.date()}.")
+
+
+SPEND_AND_SAVE = "spend-200-save-20"
+RAFFLE = "listening-party"
+
+
+def _offers(db: Database, program: int, now: datetime) -> str:
+    """A checkout coupon batch (spend 200, get 20 off) and a points raffle, made on the first run only."""
+    with db.read() as conn:
+        have_batch = any(b.name == SPEND_AND_SAVE for b in coupons.batches(conn, program))
+        try:
+            raffles.view(conn, program, RAFFLE)
+            have_raffle = True
+        except NotFound:
+            have_raffle = False
+    if not have_batch:
+        offer = Offer(kind=CouponKind.SPEND_AND_SAVE, amount=Decimal(20), min_spend=Decimal(200))
+        coupons.create_batch(db, program, SPEND_AND_SAVE, offer, count=100, actor="demo", now=now)
+    if not have_raffle:
+        spec = RaffleSpec(
+            name=RAFFLE,
+            prize_reward_id="free-single",
+            winners=3,
+            entry_cost=100,
+            max_entries_per_member=5,
+            draws_at=now + timedelta(days=30),
+        )
+        raffles.create(db, ProgramCache(), program, spec, actor="demo", now=now)
+    return (
+        f"Offers: coupon batch {SPEND_AND_SAVE!r} (patron coupons show {SPEND_AND_SAVE} --program demo) and raffle "
+        f"{RAFFLE!r}, 100 points an entry (patron raffle show {RAFFLE} --program demo)."
+    )
