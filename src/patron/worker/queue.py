@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, insert, or_, select, update
+from sqlalchemy import Connection, Row, Select, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from patron.store.background import job_runs, jobs
@@ -244,26 +244,26 @@ class RunRecord:
     error: str | None
 
 
+def _runs() -> Select[Any]:
+    """Runs with their job's kind and key, in RunRecord's field order."""
+    return select(
+        job_runs.c.id,
+        job_runs.c.job_id,
+        jobs.c.kind,
+        jobs.c.key,
+        job_runs.c.attempt,
+        job_runs.c.worker,
+        job_runs.c.outcome,
+        job_runs.c.started_at,
+        job_runs.c.finished_at,
+        job_runs.c.result,
+        job_runs.c.error,
+    ).join(jobs, jobs.c.id == job_runs.c.job_id)
+
+
 def history(conn: Connection, *, kind: str | None = None, limit: int = 50) -> list[RunRecord]:
     """The newest runs first."""
-    query = (
-        select(
-            job_runs.c.id,
-            job_runs.c.job_id,
-            jobs.c.kind,
-            jobs.c.key,
-            job_runs.c.attempt,
-            job_runs.c.worker,
-            job_runs.c.outcome,
-            job_runs.c.started_at,
-            job_runs.c.finished_at,
-            job_runs.c.result,
-            job_runs.c.error,
-        )
-        .join(jobs, jobs.c.id == job_runs.c.job_id)
-        .order_by(job_runs.c.id.desc())
-        .limit(limit)
-    )
+    query = _runs().order_by(job_runs.c.id.desc()).limit(limit)
     if kind is not None:
         query = query.where(jobs.c.kind == kind)
     return [RunRecord(*row) for row in conn.execute(query)]
@@ -278,23 +278,7 @@ def counts_by_status(conn: Connection) -> dict[tuple[str, str], int]:
 def last_runs(conn: Connection) -> dict[str, RunRecord]:
     """The latest run of each kind."""
     newest = select(func.max(job_runs.c.id)).join(jobs, jobs.c.id == job_runs.c.job_id).group_by(jobs.c.kind)
-    rows = conn.execute(
-        select(
-            job_runs.c.id,
-            job_runs.c.job_id,
-            jobs.c.kind,
-            jobs.c.key,
-            job_runs.c.attempt,
-            job_runs.c.worker,
-            job_runs.c.outcome,
-            job_runs.c.started_at,
-            job_runs.c.finished_at,
-            job_runs.c.result,
-            job_runs.c.error,
-        )
-        .join(jobs, jobs.c.id == job_runs.c.job_id)
-        .where(job_runs.c.id.in_(newest))
-    )
+    rows = conn.execute(_runs().where(job_runs.c.id.in_(newest)))
     return {row.kind: RunRecord(*row) for row in rows}
 
 
