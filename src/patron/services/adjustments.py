@@ -11,7 +11,7 @@ from patron.services import announcements, maintenance, outbox
 from patron.services import members as member_service
 from patron.services.errors import InsufficientPointsError, Invalid
 from patron.services.hashing import request_fingerprint
-from patron.services.idempotency import StoredReply, recall_key, remember_key, run_keyed
+from patron.services.idempotency import KeyedRequest, run_keyed
 from patron.services.programs import ProgramCache
 from patron.services.views import AdjustmentView
 from patron.store import ledger
@@ -37,20 +37,15 @@ def adjust(
     if not reason.strip():
         raise Invalid("say why: adjustments are audited", field="reason")
     fingerprint = request_fingerprint({"member_id": member_external_id, "points": points, "reason": reason})
-
-    def replay(conn: Connection) -> tuple[AdjustmentView, bool] | None:
-        if idempotency_key is None:
-            return None
-        stored = recall_key(conn, program_id, idempotency_key, "adjust", fingerprint)
-        return None if stored is None else (AdjustmentView.model_validate(stored.body), True)
+    request = KeyedRequest(program_id, idempotency_key, "adjust", fingerprint, AdjustmentView)
 
     def work(conn: Connection) -> tuple[AdjustmentView, bool]:
-        if (replayed := replay(conn)) is not None:
+        if (replayed := request.replay(conn)) is not None:
             return replayed
         member = member_service.require(conn, program_id, member_external_id, lock=True)
         # A concurrent request with this key held the member lock until it committed: look again now that the
         # lock is ours, or the request would be carried out twice (or refused for the points the first one spent).
-        if (replayed := replay(conn)) is not None:
+        if (replayed := request.replay(conn)) is not None:
             return replayed
         program = cache.in_force_now(conn, program_id, now)
         # Points owed from an earlier refund are settled before anything becomes available.
@@ -118,9 +113,6 @@ def adjust(
             transaction_id=transaction_id,
             balance=member_service.balance(conn, member.id),
         )
-        if idempotency_key is not None:
-            reply = StoredReply(201, result.model_dump(mode="json"))
-            remember_key(conn, program_id, idempotency_key, "adjust", fingerprint, reply, now)
-        return result, False
+        return request.remember(conn, result, now)
 
-    return run_keyed(db, work, replay)
+    return run_keyed(db, work, request.replay)

@@ -36,7 +36,7 @@ from patron.services import members as member_service
 from patron.services import outbox
 from patron.services.errors import Conflict, Invalid, NotFound, ServiceError
 from patron.services.hashing import request_fingerprint
-from patron.services.idempotency import StoredReply, recall_key, remember_key
+from patron.services.idempotency import KeyedRequest
 from patron.services.programs import ProgramCache
 from patron.store import progress as progress_rows
 from patron.store.database import Database
@@ -450,11 +450,11 @@ def redeem(
         }
     )
 
+    request = KeyedRequest(program_id, idempotency_key, "coupon.redeem", fingerprint, CouponRedemptionView)
+
     def work(conn: Connection) -> tuple[CouponRedemptionView, bool]:
-        if idempotency_key is not None:
-            stored = recall_key(conn, program_id, idempotency_key, "coupon.redeem", fingerprint)
-            if stored is not None:
-                return CouponRedemptionView.model_validate(stored.body), True
+        if (replayed := request.replay(conn)) is not None:
+            return replayed
         # The member's lock serialises their uses, so a per-member limit holds under concurrent checkouts.
         member = (
             None
@@ -497,23 +497,18 @@ def redeem(
             uses_per_code=offer.uses_per_code,
             created_at=now,
         )
-        if idempotency_key is not None:
-            reply = StoredReply(201, result.model_dump(mode="json"))
-            remember_key(conn, program_id, idempotency_key, "coupon.redeem", fingerprint, reply, now)
-        return result, False
+        return request.remember(conn, result, now)
 
     try:
         return db.run(work)
     except (IntegrityError, ServiceError):
         # A concurrent request with the same Idempotency-Key may have won: it used the code (so ours was
         # refused) or stored the key first (so ours collided). Either way its reply is the answer.
-        if idempotency_key is None:
-            raise
         with db.read() as conn:
-            stored = recall_key(conn, program_id, idempotency_key, "coupon.redeem", fingerprint)
-        if stored is None:
+            replayed = request.replay(conn)
+        if replayed is None:
             raise
-        return CouponRedemptionView.model_validate(stored.body), True
+        return replayed
 
 
 def member_coupons(

@@ -3,8 +3,9 @@
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError
 
@@ -13,6 +14,7 @@ from patron.store.database import Database
 from patron.store.tables import events, idempotency_keys
 
 T = TypeVar("T")
+Reply = TypeVar("Reply", bound=BaseModel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,31 @@ def remember_key(
             "created_at": now,
         },
     )
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedRequest(Generic[Reply]):
+    """A write that may carry an Idempotency-Key: how its first reply is kept and read back for a retry."""
+
+    program_id: int
+    key: str | None
+    operation: str
+    fingerprint: str
+    reply_type: type[Reply]
+
+    def replay(self, conn: Connection) -> tuple[Reply, bool] | None:
+        """The first reply, marked as a replay; None when there is no key or it is new; 409 for another request."""
+        if self.key is None:
+            return None
+        stored = recall_key(conn, self.program_id, self.key, self.operation, self.fingerprint)
+        return None if stored is None else (self.reply_type.model_validate(stored.body), True)
+
+    def remember(self, conn: Connection, reply: Reply, now: datetime) -> tuple[Reply, bool]:
+        """Keeps the reply under the key, in the write's own transaction, and returns it as a first answer."""
+        if self.key is not None:
+            stored = StoredReply(201, reply.model_dump(mode="json"))
+            remember_key(conn, self.program_id, self.key, self.operation, self.fingerprint, stored, now)
+        return reply, False
 
 
 def run_keyed(db: Database, work: Callable[[Connection], T], replay: Callable[[Connection], T | None]) -> T:

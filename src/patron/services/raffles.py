@@ -20,7 +20,7 @@ from patron.services import coupons, maintenance, outbox
 from patron.services import members as member_service
 from patron.services.errors import Conflict, InsufficientPointsError, Invalid, NotFound
 from patron.services.hashing import request_fingerprint
-from patron.services.idempotency import StoredReply, recall_key, remember_key
+from patron.services.idempotency import KeyedRequest
 from patron.services.programs import ProgramCache
 from patron.services.views import Balance
 from patron.store import ledger
@@ -179,12 +179,11 @@ def enter(
     if tickets <= 0:
         raise Invalid("buy at least one entry", field="entries")
     fingerprint = request_fingerprint({"raffle": name, "member_id": member_external_id, "entries": tickets})
+    request = KeyedRequest(program_id, idempotency_key, "raffle.enter", fingerprint, EntryView)
 
     def work(conn: Connection) -> tuple[EntryView, bool]:
-        if idempotency_key is not None:
-            stored = recall_key(conn, program_id, idempotency_key, "raffle.enter", fingerprint)
-            if stored is not None:
-                return EntryView.model_validate(stored.body), True
+        if (replayed := request.replay(conn)) is not None:
+            return replayed
         # Entries share the raffle's row lock and the draw takes it alone, so no entry commits unseen by the draw
         # (its points spent, its ticket missing). The raffle is locked before the member, as the draw does.
         raffle = _require(conn, program_id, name, share=True)
@@ -248,10 +247,7 @@ def enter(
             transaction_id=transaction_id,
             balance=member_service.balance(conn, member.id),
         )
-        if idempotency_key is not None:
-            reply = StoredReply(201, result.model_dump(mode="json"))
-            remember_key(conn, program_id, idempotency_key, "raffle.enter", fingerprint, reply, now)
-        return result, False
+        return request.remember(conn, result, now)
 
     return db.run(work)
 

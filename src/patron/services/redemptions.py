@@ -12,7 +12,7 @@ from patron.services import announcements, maintenance, outbox
 from patron.services import members as member_service
 from patron.services.errors import Conflict, InsufficientPointsError, NotEligible, NotFound, OutOfStock
 from patron.services.hashing import request_fingerprint
-from patron.services.idempotency import StoredReply, recall_key, remember_key, run_keyed
+from patron.services.idempotency import KeyedRequest, run_keyed
 from patron.services.programs import ProgramCache
 from patron.services.views import RedemptionView
 from patron.store import ledger
@@ -42,19 +42,15 @@ def redeem(
     """Returns the redemption and whether it is a replay of an earlier request with the same key."""
     fingerprint = request_fingerprint({"member_id": member_external_id, "reward_id": reward_id})
 
-    def replay(conn: Connection) -> tuple[RedemptionView, bool] | None:
-        if idempotency_key is None:
-            return None
-        stored = recall_key(conn, program_id, idempotency_key, "redeem", fingerprint)
-        return None if stored is None else (RedemptionView.model_validate(stored.body), True)
+    request = KeyedRequest(program_id, idempotency_key, "redeem", fingerprint, RedemptionView)
 
     def work(conn: Connection) -> tuple[RedemptionView, bool]:
-        if (replayed := replay(conn)) is not None:
+        if (replayed := request.replay(conn)) is not None:
             return replayed
         member = member_service.require(conn, program_id, member_external_id, lock=True)
         # A concurrent request with this key held the member lock until it committed: look again now that the
         # lock is ours, or the request would be carried out twice (or refused for the points the first one spent).
-        if (replayed := replay(conn)) is not None:
+        if (replayed := request.replay(conn)) is not None:
             return replayed
         program = cache.in_force_now(conn, program_id, now)
         reward = program.document.reward(reward_id)
@@ -145,9 +141,6 @@ def redeem(
             created_at=now,
             balance=member_service.balance(conn, member.id),
         )
-        if idempotency_key is not None:
-            reply = StoredReply(201, result.model_dump(mode="json"))
-            remember_key(conn, program_id, idempotency_key, "redeem", fingerprint, reply, now)
-        return result, False
+        return request.remember(conn, result, now)
 
-    return run_keyed(db, work, replay)
+    return run_keyed(db, work, request.replay)
