@@ -15,7 +15,7 @@ from bench.report import Figure
 from bench.server import HOST, serving
 from bench.workload import Workload, prepare
 from patron.services import events
-from patron.services.programs import ProgramCache
+from patron.services.program_cache import ProgramCache
 from patron.store.database import Database
 
 CLIENTS = 16

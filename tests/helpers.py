@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from patron.domain.members import MemberProfile
 from patron.domain.program import ProgramDocument
 from patron.services import members, programs
+from patron.services.program_cache import ProgramCache
 from patron.store import tables
 from patron.store.database import Database
 from patron.store.tables import balances, journal, lots, metadata, postings
@@ -22,7 +23,7 @@ LONG_AGO = datetime(1990, 1, 1, tzinfo=UTC)
 class Setup:
     db: Database
     program_id: int
-    cache: programs.ProgramCache
+    cache: ProgramCache
 
 
 # The demo's showcase of loyalty mechanics (tiers, stamp cards, campaigns, birthdays, behavioural bonuses) is left
@@ -59,7 +60,7 @@ def set_up(
     programs.publish(db, program_id, document or program_document(), actor="test", now=now, effective_from=LONG_AGO)
     for member_id in member_ids:
         members.upsert(db, program_id, member_id, MemberProfile(), now=now)
-    return Setup(db, program_id, programs.ProgramCache())
+    return Setup(db, program_id, ProgramCache())
 
 
 def check_invariants(db: Database) -> None:

@@ -8,7 +8,7 @@ import yaml
 
 from patron.services import programs, referrals
 from patron.services.clock import utcnow
-from patron.services.programs import ProgramCache
+from patron.services.program_cache import ProgramCache
 from tests.cli.conftest import Cli, snapshot
 from tests.helpers import program_document
 

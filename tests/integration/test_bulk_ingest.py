@@ -14,6 +14,7 @@ from patron.domain.members import MemberProfile
 from patron.services import bulk_ingest, events, programs
 from patron.services import members as member_service
 from patron.services.errors import IdempotencyConflict, Invalid, NotFound, ServiceError
+from patron.services.program_cache import ProgramCache
 from patron.store.tables import journal, lots, members, orders, postings, rule_usage
 from tests.conftest import T0
 from tests.helpers import LONG_AGO, check_invariants, program_document, set_up
@@ -116,7 +117,7 @@ def _program(db, slug):
 @given(spec=events_strategy)
 def test_a_batch_equals_the_same_events_one_by_one(db, spec):
     batch = [_event(kind, n, member, amount, order) for n, (kind, member, amount, order) in enumerate(spec)]
-    cache = programs.ProgramCache()
+    cache = ProgramCache()
     suffix = uuid.uuid4().hex[:8]
     singles, grouped = _program(db, f"single-{suffix}"), _program(db, f"batch-{suffix}")
     expected = []

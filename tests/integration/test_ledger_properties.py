@@ -33,6 +33,7 @@ from patron.domain.events import Custom, Purchase, Refund, Signup
 from patron.domain.members import MemberProfile
 from patron.services import adjustments, events, maintenance, members, programs, redemptions
 from patron.services.errors import Conflict, IdempotencyConflict, InsufficientPointsError, Invalid, OutOfStock
+from patron.services.program_cache import ProgramCache
 from patron.store.tables import events as events_table
 from patron.store.tables import journal, postings
 from tests.conftest import T0, make_database
@@ -202,7 +203,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.db = type(self).fresh_database()
-        self.cache = programs.ProgramCache()
+        self.cache = ProgramCache()
         self.now = T0
         self.ids = itertools.count(1)
         self.delivered: list[tuple[object, object]] = []  # (event, first receipt)

@@ -33,7 +33,7 @@ from patron.api.routes import (
 from patron.api.runtime import Runtime
 from patron.observability.http import RequestMetrics
 from patron.services.clock import utcnow
-from patron.services.programs import ProgramCache
+from patron.services.program_cache import ProgramCache
 from patron.settings import Settings
 from patron.store.database import Database
 from patron.store.migrate import migrate

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from patron.services.programs import ProgramCache
+from patron.services.program_cache import ProgramCache
 from patron.store.database import Database
 
 

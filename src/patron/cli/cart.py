@@ -12,7 +12,7 @@ from patron.domain.carts import Cart
 from patron.services import cart as cart_service
 from patron.services.cart import CartEvaluation, CartRequest
 from patron.services.clock import utcnow
-from patron.services.programs import ProgramCache
+from patron.services.program_cache import ProgramCache
 
 
 def cart(

@@ -19,7 +19,7 @@ from patron.services import coupons, keys, maintenance, programs, raffles
 from patron.services.clock import utcnow
 from patron.services.errors import NotFound
 from patron.services.keys import Scope
-from patron.services.programs import ProgramCache
+from patron.services.program_cache import ProgramCache
 from patron.services.raffles import RaffleSpec
 from patron.settings import Settings
 from patron.store.database import Database

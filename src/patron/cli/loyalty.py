@@ -9,7 +9,7 @@ from rich.text import Text
 
 from patron.cli.common import BadInput, ProgramOption, database, moment, number, out, program_id, say
 from patron.services import members, occasions, standing, tier_review
-from patron.services.programs import ProgramCache
+from patron.services.program_cache import ProgramCache
 
 grant_app = typer.Typer(
     help="Grant birthdays and sign-up anniversaries (once per member per year).", no_args_is_help=True

@@ -9,7 +9,7 @@ from rich.text import Text
 from patron.cli.common import ProgramOption, actor, database, moment, number, out, program_id, say
 from patron.services import raffles
 from patron.services.clock import utcnow
-from patron.services.programs import ProgramCache
+from patron.services.program_cache import ProgramCache
 from patron.services.raffles import RaffleSpec, RaffleView
 
 app = typer.Typer(help="Points raffles: create, enter, draw, verify.", no_args_is_help=True)

@@ -9,7 +9,7 @@ from rich.text import Text
 from patron.cli.common import ProgramOption, database, err, out, program_id, say
 from patron.services import referrals
 from patron.services.clock import utcnow
-from patron.services.programs import ProgramCache
+from patron.services.program_cache import ProgramCache
 
 app = typer.Typer(help="Referral codes, and the referrals a member made.", no_args_is_help=True)
 

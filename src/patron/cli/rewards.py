@@ -9,7 +9,7 @@ from rich.text import Text
 from patron.cli.common import ProgramOption, database, number, out, program_id, say
 from patron.services import rewards
 from patron.services.clock import utcnow
-from patron.services.programs import ProgramCache
+from patron.services.program_cache import ProgramCache
 from patron.services.rewards import RewardView
 
 app = typer.Typer(help="The rewards catalog.", no_args_is_help=True)

@@ -12,7 +12,7 @@ from patron.services import members as member_service
 from patron.services.errors import InsufficientPointsError, Invalid
 from patron.services.hashing import request_fingerprint
 from patron.services.idempotency import KeyedRequest, run_keyed
-from patron.services.programs import ProgramCache
+from patron.services.program_cache import ProgramCache
 from patron.services.views import AdjustmentView
 from patron.store import ledger
 from patron.store.database import Database

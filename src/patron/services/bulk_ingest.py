@@ -35,7 +35,7 @@ from patron.services import progress as progress_store
 from patron.services.errors import IdempotencyConflict, Invalid, NotFound, ServiceError
 from patron.services.hashing import request_fingerprint
 from patron.services.journal_text import journal_memo, journal_reference
-from patron.services.programs import ProgramCache
+from patron.services.program_cache import ProgramCache
 from patron.services.views import Balance, EventReceipt, RuleResult
 from patron.store import ledger
 from patron.store.bulk import allocate_ids, insert_rows

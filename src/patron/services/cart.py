@@ -24,7 +24,7 @@ from patron.services.errors import Invalid, NotFound
 
 # The engine decides a member's state and an event; ingestion's own function builds that state.
 from patron.services.events import _member_state as member_state_for
-from patron.services.programs import ProgramCache
+from patron.services.program_cache import ProgramCache
 from patron.services.views import Balance, RuleResult
 from patron.store.database import Database
 from patron.store.members import MemberRow

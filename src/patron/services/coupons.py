@@ -37,7 +37,7 @@ from patron.services import outbox
 from patron.services.errors import Conflict, Invalid, NotFound, ServiceError
 from patron.services.hashing import request_fingerprint
 from patron.services.idempotency import KeyedRequest
-from patron.services.programs import ProgramCache
+from patron.services.program_cache import ProgramCache
 from patron.store import progress as progress_rows
 from patron.store.database import Database
 from patron.store.members import MemberRow

@@ -28,7 +28,7 @@ from patron.services.errors import Invalid, ServiceError
 from patron.services.hashing import request_fingerprint
 from patron.services.idempotency import recall_event
 from patron.services.journal_text import journal_memo, journal_reference
-from patron.services.programs import ProgramCache
+from patron.services.program_cache import ProgramCache
 from patron.services.views import Balance, EventReceipt, RuleResult
 from patron.store import ledger
 from patron.store.database import Database

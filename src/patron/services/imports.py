@@ -28,7 +28,7 @@ from patron.services import events as event_service
 from patron.services import members as member_service
 from patron.services import programs
 from patron.services.errors import Invalid, ServiceError
-from patron.services.programs import ProgramCache
+from patron.services.program_cache import ProgramCache
 from patron.services.views import EventReceipt
 from patron.store import members as member_rows
 from patron.store.database import Database

@@ -13,7 +13,7 @@ from patron.domain.occasions import due_year
 from patron.services import outbox
 from patron.services import progress as progress_store
 from patron.services.errors import Invalid
-from patron.services.programs import ProgramCache
+from patron.services.program_cache import ProgramCache
 from patron.store import ledger
 from patron.store.database import Database
 from patron.store.tables import members, occasion_grants

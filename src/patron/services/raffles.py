@@ -21,7 +21,7 @@ from patron.services import members as member_service
 from patron.services.errors import Conflict, InsufficientPointsError, Invalid, NotFound
 from patron.services.hashing import request_fingerprint
 from patron.services.idempotency import KeyedRequest
-from patron.services.programs import ProgramCache
+from patron.services.program_cache import ProgramCache
 from patron.services.views import Balance
 from patron.store import ledger
 from patron.store.database import Database

@@ -13,7 +13,7 @@ from patron.services import members as member_service
 from patron.services.errors import Conflict, InsufficientPointsError, NotEligible, NotFound, OutOfStock
 from patron.services.hashing import request_fingerprint
 from patron.services.idempotency import KeyedRequest, run_keyed
-from patron.services.programs import ProgramCache
+from patron.services.program_cache import ProgramCache
 from patron.services.views import RedemptionView
 from patron.store import ledger
 from patron.store.database import Database

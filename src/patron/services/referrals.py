@@ -31,7 +31,7 @@ from patron.domain.referrals import (
 from patron.services import coupons, outbox
 from patron.services import members as member_service
 from patron.services.errors import Conflict, Invalid, NotFound
-from patron.services.programs import ProgramCache
+from patron.services.program_cache import ProgramCache
 from patron.store import ledger
 from patron.store.database import Database
 from patron.store.members import MemberRow

@@ -11,7 +11,7 @@ from patron.domain.amounts import Money
 from patron.domain.program import ProgramDocument, Reward, RewardKind
 from patron.services import members as member_service
 from patron.services.errors import Invalid
-from patron.services.programs import ProgramCache
+from patron.services.program_cache import ProgramCache
 from patron.store.progress import load_one as load_progress
 from patron.store.tables import reward_stock
 

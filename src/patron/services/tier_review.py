@@ -9,7 +9,7 @@ from patron.domain import tiers
 from patron.domain.engine import Decision
 from patron.domain.progress import Progress
 from patron.services import progress as progress_store
-from patron.services.programs import ProgramCache
+from patron.services.program_cache import ProgramCache
 from patron.store.database import Database
 from patron.store.tables import member_progress, members
 

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, and_, exists, func, insert, select
 from patron.domain.program import Campaign
 from patron.services import outbox
 from patron.services.outbox import Emitted, EventType
-from patron.services.programs import ProgramCache
+from patron.services.program_cache import ProgramCache
 from patron.store.members import lock_many
 from patron.store.sets import id_in
 from patron.store.tables import campaign_budgets, campaign_offers, orders, program_versions

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from patron.domain.program import ProgramDocument
 from patron.services import occasions, tier_review
-from patron.services.programs import ProgramCache
+from patron.services.program_cache import ProgramCache
 from patron.store.tables import program_versions
 from patron.worker.registry import JobContext, JobKind, Schedule
 
