@@ -187,6 +187,8 @@ orders = Table(
     Column("refunded", MoneyColumn, nullable=False),
     Column("clawed_back", BigInteger, nullable=False),
     Column("occurred_at", UtcDateTime, nullable=False),
+    # The lapsed-member query groups a program's orders by member and takes each one's latest purchase.
+    Index(None, "program_id", "member_id", "occurred_at"),
 )
 
 rule_usage = Table(
