@@ -2,13 +2,14 @@
 claw-back when that order is refunded. The purchase side runs inside the event's own transaction
 (`after_events`, called by single and bulk ingestion)."""
 
+import hashlib
 import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, func, insert, select, text, update
 
 from patron.domain.calendar import expires_at
 from patron.domain.coupons import CODE_ALPHABET, normalize_code
@@ -40,6 +41,9 @@ from patron.store.tables import coupons as coupon_rows
 from patron.store.tables import members, orders, referral_codes, referrals
 
 CODE_LENGTH = 8
+# The first key of PostgreSQL's two-key advisory locks on referral sign-ups by IP address ("REFI"): the two-key
+# space is apart from the one-key locks used elsewhere.
+_IP_LOCK_SPACE = 0x5245_4649
 
 
 class ReferralCodeView(BaseModel):
@@ -123,6 +127,8 @@ def sign_up(
         scheme = cache.in_force(conn, program_id, now).document.referrals
         if scheme is None:
             raise Conflict("this program has no referral scheme", field="code")
+        if ip is not None and scheme.ip_burst is not None:
+            _lock_ip(conn, program_id, ip)
         referee = member_service.require(conn, program_id, referee_external_id, lock=True)
         owner = conn.execute(
             select(referral_codes.c.member_id, referral_codes.c.fingerprints).where(
@@ -173,6 +179,20 @@ def sign_up(
         return _view_of_referee(conn, referee.id, scheme, now)
 
     return db.run(work)
+
+
+def _lock_ip(conn: Connection, program_id: int, ip: str) -> None:
+    """Serialises sign-ups from one IP address in the program until the transaction ends, so that two of them
+    cannot both count the same earlier sign-ups and both pass the burst cap. The referrer's lock does not do it:
+    a burst spreads over many codes. Taken before any member lock, and only here, so it cannot deadlock.
+    On SQLite the transaction already holds the single write lock (BEGIN IMMEDIATE)."""
+    if conn.dialect.name != "postgresql":
+        return
+    digest = hashlib.sha256(f"{program_id}:{ip}".encode()).digest()
+    conn.execute(
+        text("SELECT pg_advisory_xact_lock(:space, :key)"),
+        {"space": _IP_LOCK_SPACE, "key": int.from_bytes(digest[:4], "big", signed=True)},
+    )
 
 
 def _member_by_id(conn: Connection, member_id: int, *, lock: bool = False) -> MemberRow:
