@@ -263,3 +263,26 @@ def test_entries_racing_the_draw_are_either_in_it_or_refused(pg_db):
     assert audit.verified
     assert len(audit.tickets) == view.tickets_sold
     check_invariants(pg_db)
+
+
+def test_one_idempotency_key_sent_at_once_buys_the_entries_once(api):
+    """A kiosk that retries before the first reply arrives: one purchase of entries, and every reply is the first."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    make_raffle(api)
+    members(api, "ann")
+    senders = 4
+    start_together = threading.Barrier(senders)
+
+    def send(_):
+        start_together.wait()
+        return enter(api, "ann", 2, headers={"Idempotency-Key": "kiosk-7-entry-1"})
+
+    with ThreadPoolExecutor(senders) as pool:
+        replies = list(pool.map(send, range(senders)))
+    assert sorted(r.status_code for r in replies) == [200] * (senders - 1) + [201], [r.text for r in replies]
+    assert len({r.text for r in replies}) == 1
+    assert api.get("/v1/raffles/spring", key="read").json()["tickets_sold"] == 2
+    assert api.balance("ann")["available"] == 1000 - 200
+    check_invariants(api.db)

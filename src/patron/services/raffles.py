@@ -20,7 +20,7 @@ from patron.services import coupons, maintenance, outbox
 from patron.services import members as member_service
 from patron.services.errors import Conflict, InsufficientPointsError, Invalid, NotFound
 from patron.services.hashing import request_fingerprint
-from patron.services.idempotency import KeyedRequest
+from patron.services.idempotency import KeyedRequest, run_keyed
 from patron.services.program_cache import ProgramCache
 from patron.services.views import Balance
 from patron.store import ledger
@@ -188,6 +188,10 @@ def enter(
         # (its points spent, its ticket missing). The raffle is locked before the member, as the draw does.
         raffle = _require(conn, program_id, name, share=True)
         member = member_service.require(conn, program_id, member_external_id, lock=True)
+        # A concurrent request with this key held the member lock until it committed: look again now that the
+        # lock is ours, or the entries would be bought twice (or the key's insert would fail).
+        if (replayed := request.replay(conn)) is not None:
+            return replayed
         if raffle.drawn_at is not None:
             raise Conflict(f"raffle {name!r} was drawn at {raffle.drawn_at.isoformat()}: entries are closed")
         if now >= raffle.draws_at:
@@ -249,7 +253,7 @@ def enter(
         )
         return request.remember(conn, result, now)
 
-    return db.run(work)
+    return run_keyed(db, work, request.replay)
 
 
 def _tickets(conn: Connection, raffle_id: int) -> tuple[list[draw_rules.Ticket], list[AnyRow]]:
