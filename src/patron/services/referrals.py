@@ -321,11 +321,12 @@ def after_events(
                 )
                 status[member_id] = Status.EXPIRED
             elif outcome is Outcome.QUALIFIES:
+                # Dated at the purchase, like the points it earned: a purchase imported late must not give
+                # rewards that expire later than that purchase's own points.
+                at = event.occurred_at
                 given = {
-                    "referrer": _give(
-                        conn, program, program_id, found["referrer_id"], scheme.referrer, "referrer", now
-                    ),
-                    "referee": _give(conn, program, program_id, found["referee_id"], scheme.referee, "referee", now),
+                    side: _give(conn, program, program_id, found[f"{side}_id"], reward, side, at=at, now=now)
+                    for side, reward in (("referrer", scheme.referrer), ("referee", scheme.referee))
                 }
                 conn.execute(
                     update(referrals)
@@ -363,7 +364,8 @@ def after_events(
             ).one()
             if refund_undoes(scheme, order.total, order.refunded):
                 for side in ("referrer", "referee"):
-                    _take_back(conn, program, program_id, found[f"{side}_id"], found["rewards"].get(side, {}), now)
+                    given = found["rewards"].get(side, {})
+                    _take_back(conn, program, program_id, found[f"{side}_id"], given, at=event.occurred_at, now=now)
                 _decide(
                     conn, found["id"], Status.CLAWED_BACK, f"the qualifying order {event.order_id} was refunded", now
                 )
@@ -385,8 +387,11 @@ def _give(
     member_id: int,
     reward: ReferralReward,
     side: str,
+    *,
+    at: datetime,
     now: datetime,
 ) -> dict[str, Any]:
+    """Gives one side its reward, as of `at` (the qualifying purchase's time); `now` is when it is posted."""
     given: dict[str, Any] = {}
     if reward.points:
         # The other side's member is not locked by the event being applied: lock it before moving its points.
@@ -398,7 +403,7 @@ def _give(
             program_id=program_id,
             member_id=member_id,
             kind="referral",
-            occurred_at=now,
+            occurred_at=at,
             posted_at=now,
             memo=f"referral reward ({side}): {reward.points} points",
             member_postings=[
@@ -411,7 +416,7 @@ def _give(
         )
         if reward.points - settled:
             lot = NewLot(
-                reward.points - settled, False, now, expires_at(program.document.expiry, now, program.zone), None
+                reward.points - settled, False, at, expires_at(program.document.expiry, at, program.zone), None
             )
             ledger.add_lots(
                 conn,
@@ -419,7 +424,7 @@ def _give(
                 member_id=member_id,
                 transaction_id=transaction_id,
                 new=[lot],
-                earned_at=now,
+                earned_at=at,
             )
         given |= {"points": reward.points, "transaction_id": transaction_id}
     if reward.coupon_batch:
@@ -432,8 +437,16 @@ def _give(
 
 
 def _take_back(
-    conn: Connection, program: CompiledProgram, program_id: int, member_id: int, given: dict[str, Any], now: datetime
+    conn: Connection,
+    program: CompiledProgram,
+    program_id: int,
+    member_id: int,
+    given: dict[str, Any],
+    *,
+    at: datetime,
+    now: datetime,
 ) -> None:
+    """Takes a side's reward back, as of `at` (the refund's time); `now` is when it is posted."""
     points = int(given.get("points", 0))
     if points:
         conn.execute(select(members.c.id).where(members.c.id == member_id).with_for_update()).one()
@@ -456,7 +469,7 @@ def _take_back(
             program_id=program_id,
             member_id=member_id,
             kind="referral",
-            occurred_at=now,
+            occurred_at=at,
             posted_at=now,
             memo=f"referral reward clawed back: the qualifying order was refunded ({points} points)",
             member_postings=mine,
