@@ -27,9 +27,10 @@ from patron.settings import Settings
 from patron.store.database import Database
 from patron.store.migrate import migrate
 
-# Results go to stdout (so they can be piped); progress and errors to stderr.
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# Results go to stdout (so they can be piped); progress and errors to stderr. No emoji codes: ids and values
+# such as "sku:b:2" must print as given, not as ":b:" turned into a picture.
+out = Console(highlight=False, emoji=False)
+err = Console(stderr=True, highlight=False, emoji=False)
 
 ProgramOption = Annotated[
     str, typer.Option("--program", "-p", envvar="PATRON_PROGRAM", help="The program's slug.", show_envvar=True)

@@ -8,6 +8,7 @@ from patron.cli import (
     cart,
     coupons,
     demo,
+    events,
     jobs,
     keys,
     loyalty,
@@ -66,6 +67,7 @@ app.add_typer(program.app, name="program")
 app.add_typer(keys.app, name="keys")
 app.add_typer(transfer.app, name="import")
 app.add_typer(members.app, name="member")
+app.add_typer(events.app, name="event")
 app.add_typer(coupons.app, name="coupons")
 app.add_typer(mail.app, name="mail")
 app.add_typer(raffles.app, name="raffle")

@@ -19,6 +19,8 @@ from patron.domain.amounts import Money
 
 # A hashed payment or device fingerprint, as the merchant computes it: never a card number or a raw device id.
 Fingerprint = Annotated[str, Field(pattern=r"^[A-Za-z0-9+/=_:.-]{16,128}$")]
+# The address a sign-up came from, as the merchant saw it (IPv4 or IPv6 text), for the burst check.
+IpAddress = Annotated[str, Field(max_length=45, pattern=r"^[0-9A-Fa-f:.]+$")]
 WEEK = timedelta(days=7)
 
 

@@ -10,7 +10,7 @@ from patron.api.params import MemberIdPath
 from patron.api.problems import responses
 from patron.api.runtime import RuntimeDep
 from patron.domain.events import ExternalId
-from patron.domain.referrals import Fingerprint
+from patron.domain.referrals import Fingerprint, IpAddress
 from patron.services import referrals
 from patron.services.referrals import ReferralCodeView, ReferralView
 
@@ -30,7 +30,7 @@ class SignupRequest(BaseModel):
 
     member_id: ExternalId = Field(description="the new member, already created with PUT /v1/members/{id}")
     code: Annotated[str, Field(min_length=1, max_length=32)]
-    ip: Annotated[str, Field(max_length=45, pattern=r"^[0-9A-Fa-f:.]+$")] | None = None
+    ip: IpAddress | None = None
     fingerprints: list[Fingerprint] = Field(default=[], max_length=20)
 
 
