@@ -4,7 +4,7 @@ Live ingestion, bulk import, dry runs and the simulator all call `decide`, so a 
 production would do. It never reads a clock, a database or a random source.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -109,8 +109,14 @@ class CompiledProgram:
             [c.when for c in cards] + [c.when for c in campaigns if c.when is not None]
         )
         shapes = {trigger: _context_shape(found) for trigger, found in expressions.items()}
-        # Converting variables to CEL once pays off from two expressions on; for one, a plain dict is cheaper.
-        shared = frozenset(trigger for trigger, found in expressions.items() if len(found) >= 2)
+        # Converting variables to CEL once pays off from two expressions CEL runs on; for one, a plain dict is
+        # cheaper. Formulas always run on CEL; conditions only when the fast path cannot take them.
+        formulas = {id(rule.formula) for rules in by_trigger.values() for rule in rules if rule.formula is not None}
+        shared = frozenset(
+            trigger
+            for trigger, found in expressions.items()
+            if sum(1 for e in found if e.fast is None or id(e) in formulas) >= 2
+        )
 
         def read(variable: str, *fields: str) -> bool:
             return any(_reads(shape, variable, frozenset(fields)) for shape in shapes.values())
@@ -317,7 +323,7 @@ def _decide_earn(program: CompiledProgram, member: MemberState, event: Purchase 
                 outcomes.append(RuleOutcome(rule.id, False, 0, refusal))
                 continue
         try:
-            if compiled.when is not None and not compiled.when.is_true(context.value):
+            if compiled.when is not None and not context.holds(compiled.when):
                 outcomes.append(RuleOutcome(rule.id, False, 0, f"condition not met: {rule.when}"))
                 continue
             points = _rule_points(program, compiled, event, context)
@@ -526,7 +532,7 @@ def _campaign_refusal(
             return f"not targeted: for members with no purchase in {target.lapsed_days} days"
     if compiled.when is not None:
         try:
-            if not compiled.when.is_true(context.value):
+            if not context.holds(compiled.when):
                 return f"not targeted: {target.when}"
         except ExpressionError as exc:
             return f"expression failed: {exc}"
@@ -618,7 +624,7 @@ def _stamp(
         card = compiled.card
         rule_id = f"stamp_card:{card.id}"
         try:
-            if not compiled.when.is_true(context.value):
+            if not context.holds(compiled.when):
                 outcomes.append(RuleOutcome(rule_id, False, 0, f"no stamp: {card.when}"))
                 continue
         except ExpressionError as exc:
@@ -667,7 +673,7 @@ def _rule_points(program: CompiledProgram, compiled: CompiledRule, event: AnyEve
         base = Decimal(spec.fixed)
     elif isinstance(spec, Formula):
         assert compiled.formula is not None
-        base = Decimal(compiled.formula.integer(context.value))
+        base = Decimal(compiled.formula.integer(context.for_cel()))
     else:
         assert isinstance(event, Purchase)  # the program document refuses per-unit points on other events
         rate = spec.per_currency_unit if isinstance(spec, PerCurrencyUnit) else program.document.earning.points_per_unit
@@ -828,9 +834,10 @@ def _progress_after_refund(
 
 
 class _LazyContext:
-    """Builds the expression context only when an expression needs it: most purchases need none."""
+    """Builds the expression variables only when an expression needs them (most purchases need none), and converts
+    them for CEL only when an expression the fast path cannot answer needs that."""
 
-    __slots__ = ("_attributes", "_event", "_member_id", "_program", "_progress", "_shape", "_shared", "_value")
+    __slots__ = ("_attributes", "_cel", "_event", "_member_id", "_program", "_progress", "_shape", "_shared", "_value")
 
     def __init__(
         self,
@@ -845,10 +852,19 @@ class _LazyContext:
         self._progress, self._program = progress, program
         self._shape = program.context_shapes.get(trigger, {})
         self._shared = trigger in program.shared_bindings
-        self._value: Variables | None = None
+        self._value: dict[str, Any] | None = None
+        self._cel: Variables | None = None
+
+    def holds(self, expression: Expression) -> bool:
+        return expression.holds(self.value, self.for_cel)
+
+    def for_cel(self) -> Variables:
+        if self._cel is None:
+            self._cel = Bindings(self.value) if self._shared else self.value
+        return self._cel
 
     @property
-    def value(self) -> Variables:
+    def value(self) -> dict[str, Any]:
         if self._value is None:
             variables: dict[str, Any] = {}
             event_fields = self._shape.get("event", frozenset())
@@ -859,36 +875,51 @@ class _LazyContext:
                 variables["event"] = found
             member_fields = self._shape.get("member", frozenset())
             if member_fields != frozenset():
-                progress = self._progress
-                member = {
-                    "id": self._member_id,
-                    "attributes": dict(self._attributes),
-                    "tier": progress.tier or "",
-                    "visits": progress.lifetime.visits,
-                    "categories": sorted(progress.categories),
-                }
-                variables["member"] = (
-                    member if member_fields is None else {k: v for k, v in member.items() if k in member_fields}
-                )
-            self._value = Bindings(variables) if self._shared else variables
+                member: dict[str, Any] = {}
+                for name, read in _MEMBER_FIELDS.items():
+                    if member_fields is None or name in member_fields:
+                        member[name] = read(self)
+                variables["member"] = member
+            self._value = variables
         return self._value
 
     def _engine_fields(self, wanted: frozenset[str] | None) -> dict[str, Any]:
         """The event fields that need the program's time zone or the member's progress, each worked out once."""
+        names = _ENGINE_EVENT_FIELDS if wanted is None else wanted & _ENGINE_EVENT_FIELDS
         local = self._event.occurred_at.astimezone(self._program.zone)
-        lines = self._event.lines if isinstance(self._event, (Purchase, Refund)) else ()
-        categories = sorted({line.category for line in lines if line.category})
-        every = {
-            "local_hour": local.hour,
-            "local_minute": local.minute,
-            "local_time": f"{local.hour:02d}:{local.minute:02d}",
-            "local_weekday": local.isoweekday(),  # Monday 1 .. Sunday 7
-            "local_date": local.date().isoformat(),
-            "categories": categories,
-            "category_count": len(categories),
-            "new_categories": [c for c in categories if c not in self._progress.categories],
-        }
-        return every if wanted is None else {k: v for k, v in every.items() if k in wanted}
+        categories: list[str] | None = None
+        found: dict[str, Any] = {}
+        for name in names:
+            if name == "local_hour":
+                found[name] = local.hour
+            elif name == "local_minute":
+                found[name] = local.minute
+            elif name == "local_time":
+                found[name] = f"{local.hour:02d}:{local.minute:02d}"
+            elif name == "local_weekday":
+                found[name] = local.isoweekday()  # Monday 1 .. Sunday 7
+            elif name == "local_date":
+                found[name] = local.date().isoformat()
+            else:
+                if categories is None:
+                    lines = self._event.lines if isinstance(self._event, (Purchase, Refund)) else ()
+                    categories = sorted({line.category for line in lines if line.category})
+                if name == "categories":
+                    found[name] = categories
+                elif name == "category_count":
+                    found[name] = len(categories)
+                else:
+                    found[name] = [c for c in categories if c not in self._progress.categories]
+        return found
+
+
+_MEMBER_FIELDS: dict[str, Callable[[_LazyContext], Any]] = {
+    "id": lambda c: c._member_id,
+    "attributes": lambda c: dict(c._attributes),
+    "tier": lambda c: c._progress.tier or "",
+    "visits": lambda c: c._progress.lifetime.visits,
+    "categories": lambda c: sorted(c._progress.categories),
+}
 
 
 # Fields CEL sees on the event besides the event's own. Local time makes "weekdays 14:00-17:00 in the store" a

@@ -3,8 +3,9 @@
 Money is handed to CEL as integer minor units (``total_minor``), so no float is ever part of a decision.
 """
 
+import operator
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ Variables = Mapping[str, Any] | Bindings
 class Expression:
     source: str
     _program: Any
+    fast: "FastCondition | None" = None  # the same condition without CEL, when it is simple enough
 
     @classmethod
     def compile(cls, source: str, *, allowed_variables: frozenset[str]) -> "Expression":
@@ -47,7 +49,7 @@ class Expression:
         unknown = set(program.variables()) - allowed_variables - bound
         if unknown:
             raise ExpressionError(f"unknown variable(s) {sorted(unknown)}; available: {sorted(allowed_variables)}")
-        return cls(source, program)
+        return cls(source, program, _fast_condition(source, allowed_variables))
 
     def fields_of(self, variable: str) -> frozenset[str] | None:
         """The fields of `variable` this expression reads, or None when it may read any of them.
@@ -69,7 +71,27 @@ class Expression:
         except (ValueError, RuntimeError, TypeError, LookupError, ArithmeticError) as exc:
             raise ExpressionError(f"{self.source!r}: {exc}") from exc
 
+    def holds(self, variables: Mapping[str, Any], for_cel: Callable[[], Variables]) -> bool:
+        """Whether the condition holds: on `variables` by the fast path when it can answer, else by CEL on
+        `for_cel()` (the same variables, perhaps already converted for CEL)."""
+        fast = self.fast
+        if fast is not None:
+            try:
+                return fast.check(variables)
+            except _Missing as missing:
+                if fast.single:
+                    # What CEL says of a missing key, without converting the variables for it
+                    raise ExpressionError(f"{self.source!r}: {KeyError(missing.key)}") from None
+            except _Undecided:
+                pass
+        return self._cel_is_true(for_cel())
+
     def is_true(self, context: Variables) -> bool:
+        if self.fast is not None and not isinstance(context, Bindings):
+            return self.holds(context, lambda: context)
+        return self._cel_is_true(context)
+
+    def _cel_is_true(self, context: Variables) -> bool:
         result = self._run(context)
         if not isinstance(result, bool):
             raise ExpressionError(f"{self.source!r} must be true or false, got {result!r}")
@@ -80,3 +102,269 @@ class Expression:
         if isinstance(result, bool) or not isinstance(result, int):
             raise ExpressionError(f"{self.source!r} must give a whole number of points, got {result!r}")
         return result
+
+
+# --- A fast path for simple conditions ------------------------------------------------------------------------------
+# Handing variables to CEL costs several times more than the comparison itself, and most program conditions are
+# plain comparisons (event.total_minor >= 10000 && event.local_hour < 17). Those are parsed here, once, into a
+# small tree of comparisons evaluated on the Python variables. It answers only when every comparison it needs
+# sees a value of the literal's own type; anything else (a missing key, a float, a bool compared with an int, an
+# int beyond int64) is left to CEL, which stays the judge of every case this does not understand. Nothing here
+# is passed to eval or exec.
+
+_TOKEN = re.compile(
+    r"\s*(?:(?P<op>&&|\|\||==|!=|<=|>=|<|>)|(?P<punct>[().,])|(?P<int>0|[1-9][0-9]{0,17})(?![0-9A-Za-z_.])"
+    r'|(?P<str>"[^"\\\n]*"|\'[^\'\\\n]*\')|(?P<name>[A-Za-z_][A-Za-z0-9_]*))'
+)
+_RESERVED = frozenset(
+    {
+        "true",
+        "false",
+        "null",
+        "in",
+        "as",
+        "break",
+        "const",
+        "continue",
+        "else",
+        "for",
+        "function",
+        "if",
+        "import",
+        "let",
+        "loop",
+        "package",
+        "namespace",
+        "return",
+        "var",
+        "void",
+        "while",
+    }
+)
+_INT64_MIN, _INT64_MAX = -9_223_372_036_854_775_808, 9_223_372_036_854_775_807
+
+
+class _Undecided(Exception):
+    """The fast path cannot answer: CEL must."""
+
+
+class _Missing(_Undecided):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _lookup(root: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    if path[0] not in root:
+        raise _Undecided  # an undeclared variable: CEL's own words for it
+    value: Any = root[path[0]]
+    for key in path[1:]:
+        if type(value) is not dict:
+            raise _Undecided
+        try:
+            value = value[key]
+        except KeyError:
+            raise _Missing(key) from None
+    return value
+
+
+Check = Callable[[Mapping[str, Any]], bool]
+
+
+def _comparison(path: tuple[str, ...], sized: bool, op: str, literal: int | str | bool) -> Check:
+    compare = _OPERATORS[op]
+    if isinstance(literal, bool):
+        wanted: type = bool
+    elif isinstance(literal, int):
+        wanted = int
+    else:
+        wanted = str
+
+    def check(variables: Mapping[str, Any]) -> bool:
+        value = _lookup(variables, path)
+        if sized:
+            if type(value) is not list and type(value) is not dict:
+                raise _Undecided
+            value = len(value)
+        if type(value) is not wanted or (wanted is int and not _fits_int64(value)):
+            raise _Undecided
+        return compare(value, literal)
+
+    return check
+
+
+def _fits_int64(value: Any) -> bool:
+    return bool(_INT64_MIN <= value <= _INT64_MAX)
+
+
+_OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
+def _all_of(parts: list[Check]) -> Check:
+    def check(variables: Mapping[str, Any]) -> bool:
+        results = [part(variables) for part in parts]  # every part, so an undecided one is never skipped
+        return all(results)
+
+    return check
+
+
+def _any_of(parts: list[Check]) -> Check:
+    def check(variables: Mapping[str, Any]) -> bool:
+        results = [part(variables) for part in parts]
+        return any(results)
+
+    return check
+
+
+def _exists(path: tuple[str, ...], binding: str, condition: Check) -> Check:
+    def check(variables: Mapping[str, Any]) -> bool:
+        items = _lookup(variables, path)
+        if type(items) is not list:
+            raise _Undecided
+        results = []
+        for item in items:
+            if type(item) is not dict:
+                raise _Undecided
+            results.append(condition({**variables, binding: item}))
+        return any(results)
+
+    return check
+
+
+class _Parser:
+    """Recursive descent over the tokens of the subset; any other construct raises _Undecided."""
+
+    def __init__(self, source: str, roots: frozenset[str]) -> None:
+        self.tokens: list[tuple[str, str]] = []
+        position = 0
+        while position < len(source):
+            match = _TOKEN.match(source, position)
+            if match is None or match.end() == position:
+                if source[position:].strip() == "":
+                    break
+                raise _Undecided
+            kind = match.lastgroup
+            assert kind is not None
+            self.tokens.append((kind, match.group(kind)))
+            position = match.end()
+        self.at = 0
+        self.roots = roots
+
+    def peek(self) -> tuple[str, str] | None:
+        return self.tokens[self.at] if self.at < len(self.tokens) else None
+
+    def take(self, kind: str, text: str | None = None) -> str:
+        token = self.peek()
+        if token is None or token[0] != kind or (text is not None and token[1] != text):
+            raise _Undecided
+        self.at += 1
+        return token[1]
+
+    def whole(self) -> tuple[Check, bool]:
+        check, simple = self.disjunction()
+        if self.peek() is not None:
+            raise _Undecided
+        return check, simple
+
+    def disjunction(self) -> tuple[Check, bool]:
+        parts = [self.conjunction()]
+        while self.peek() == ("op", "||"):
+            self.at += 1
+            parts.append(self.conjunction())
+        return parts[0] if len(parts) == 1 else (_any_of([c for c, _ in parts]), False)
+
+    def conjunction(self) -> tuple[Check, bool]:
+        parts = [self.term()]
+        while self.peek() == ("op", "&&"):
+            self.at += 1
+            parts.append(self.term())
+        return parts[0] if len(parts) == 1 else (_all_of([c for c, _ in parts]), False)
+
+    def term(self) -> tuple[Check, bool]:
+        """A parenthesised condition, a comparison, or path.exists(x, condition). The flag says whether the term is
+        one comparison of a plain path, whose only possible failure CEL reports as the missing key."""
+        if self.peek() == ("punct", "("):
+            self.at += 1
+            inner, _ = self.disjunction()
+            self.take("punct", ")")
+            return inner, False
+        sized = self.peek() == ("name", "size")
+        if sized:
+            self.at += 1
+            self.take("punct", "(")
+        path = self.path()
+        if sized:
+            self.take("punct", ")")
+        elif self.peek() == ("punct", "("):
+            if path[-1] != "exists" or len(path) < 3:
+                raise _Undecided
+            self.at += 1
+            binding = self.take("name")
+            if binding in _RESERVED or binding in self.roots:
+                raise _Undecided
+            self.take("punct", ",")
+            roots, self.roots = self.roots, self.roots | {binding}
+            condition, _ = self.disjunction()
+            self.roots = roots
+            self.take("punct", ")")
+            return _exists(path[:-1], binding, condition), False
+        op = self.take("op")
+        if op in ("&&", "||"):
+            raise _Undecided
+        literal = self.literal()
+        if isinstance(literal, str) and op not in ("==", "!="):
+            raise _Undecided  # string ordering is left to CEL
+        if isinstance(literal, bool) and op not in ("==", "!="):
+            raise _Undecided
+        return _comparison(path, sized, op, literal), not sized
+
+    def path(self) -> tuple[str, ...]:
+        root = self.take("name")
+        if root not in self.roots:
+            raise _Undecided
+        path = [root]
+        while self.peek() == ("punct", "."):
+            self.at += 1
+            name = self.take("name")
+            if name in _RESERVED:
+                raise _Undecided
+            path.append(name)
+        return tuple(path)
+
+    def literal(self) -> int | str | bool:
+        kind, text = self.peek() or ("", "")
+        self.at += 1
+        if kind == "int":
+            return int(text)
+        if kind == "str":
+            return text[1:-1]
+        if (kind, text) == ("name", "true"):
+            return True
+        if (kind, text) == ("name", "false"):
+            return False
+        raise _Undecided
+
+
+@dataclass(frozen=True, slots=True)
+class FastCondition:
+    """A condition the fast path understands. `check` answers True or False, or raises _Undecided."""
+
+    check: Check
+    # A single comparison of a plain path: CEL's only failure on a missing key is that key, so no CEL is needed
+    # to report it either.
+    single: bool
+
+
+def _fast_condition(source: str, roots: frozenset[str]) -> FastCondition | None:
+    try:
+        check, single = _Parser(source, roots).whole()
+    except _Undecided:
+        return None
+    return FastCondition(check, single)
