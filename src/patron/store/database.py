@@ -7,10 +7,15 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 
 T = TypeVar("T")
+
+# A pooled PostgreSQL connection idle longer than this is pinged before use (a server restart or an idle timeout
+# may have closed it). Busy connections are not: pinging on every checkout, as pool_pre_ping does, cost a round
+# trip per transaction, for connections that had answered a few milliseconds earlier.
+IDLE_PING_SECONDS = 2.0
 
 # SQLSTATEs that mean "the race was lost, run it again": serialization failure, deadlock, lock timeout.
 _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
@@ -89,7 +94,28 @@ def _create_engine(url: str, *, pool_size: int, echo: bool) -> Engine:
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("", "psycopg2"):
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    return create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    engine = create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size)
+    event.listen(engine, "checkin", _note_return)
+    dialect = engine.dialect
+    event.listen(
+        engine, "checkout", lambda dbapi_connection, record, _proxy: _ping_if_idle(dialect, dbapi_connection, record)
+    )
+    return engine
+
+
+def _note_return(_dbapi_connection: Any, record: Any) -> None:
+    record.info["returned_at"] = time.monotonic()
+
+
+def _ping_if_idle(dialect: Dialect, dbapi_connection: Any, record: Any) -> None:
+    returned_at = record.info.get("returned_at")
+    if returned_at is None or time.monotonic() - returned_at < IDLE_PING_SECONDS:
+        return
+    try:
+        dialect.do_ping(dbapi_connection)
+    except Exception as exc:
+        # The pool discards this connection and checks out another (a new one if need be).
+        raise DisconnectionError("an idle pooled connection no longer answers") from exc
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
