@@ -21,7 +21,8 @@ class Runtime:
         return self.clock()
 
 
-def _runtime(request: Request) -> Runtime:
+# A coroutine, though it does no I/O: FastAPI runs a plain function in the thread pool, a hop per request.
+async def _runtime(request: Request) -> Runtime:
     runtime = getattr(request.app.state, "runtime", None)
     if not isinstance(runtime, Runtime):
         # Only reachable if the app is served without its lifespan (which opens the database).

@@ -3,6 +3,9 @@
 import hashlib
 import hmac
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -66,6 +69,53 @@ def create(conn: Connection, program_id: int, name: str, scopes: set[Scope], *, 
     ), f"{KEY_PREFIX}_{prefix}_{secret}"
 
 
+# How long a verified key is trusted without asking the database again. The API checks a key on every request;
+# remembering it saves a transaction per request. The cost: a key revoked by another process (the CLI, another
+# API worker) still works for up to this long in a process that verified it just before; one revoked through
+# `revoke` in this process stops at once.
+VERIFIED_KEY_SECONDS = 5.0
+
+
+class VerifiedKeys:
+    """Keys that passed `authenticate` lately, by token digest (never the token itself), for one process."""
+
+    def __init__(self, seconds: float = VERIFIED_KEY_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+        self._seconds = seconds
+        self._clock = clock
+        self._keys: dict[str, tuple[float, ApiKey]] = {}
+        # Prefixes revoked lately: a request that read the key just before the revocation committed must not put
+        # it back.
+        self._revoked: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def get(self, token: str) -> ApiKey | None:
+        found = self._keys.get(_digest(token))
+        if found is None or self._clock() - found[0] >= self._seconds:
+            return None
+        return found[1]
+
+    def keep(self, token: str, key: ApiKey) -> None:
+        with self._lock:
+            now = self._clock()
+            revoked_at = self._revoked.get(key.prefix)
+            if revoked_at is not None and now - revoked_at < self._seconds:
+                return
+            if len(self._keys) >= _MAX_VERIFIED_KEYS:
+                self._keys.clear()  # a handful of keys is normal: this many means old entries, not a hot set
+            self._keys[_digest(token)] = (now, key)
+
+    def forget(self, prefix: str) -> None:
+        with self._lock:
+            now = self._clock()
+            self._revoked = {p: t for p, t in self._revoked.items() if now - t < self._seconds}
+            self._revoked[prefix] = now
+            self._keys = {d: (t, k) for d, (t, k) in self._keys.items() if k.prefix != prefix}
+
+
+_MAX_VERIFIED_KEYS = 1024
+verified = VerifiedKeys()
+
+
 def authenticate(conn: Connection, token: str) -> ApiKey | None:
     kind, _, rest = token.partition("_")
     prefix, _, secret = rest.partition("_")
@@ -99,6 +149,7 @@ def revoke(conn: Connection, program_id: int, prefix: str, *, now: datetime) -> 
     )
     if done.rowcount != 1:
         raise NotFound(f"no active key {prefix!r}", field="prefix")
+    verified.forget(prefix)
 
 
 def _key(r: Any) -> ApiKey:
