@@ -1,9 +1,11 @@
 """Ingesting events: judge each by the program version in force when it occurred, post the decision once."""
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from patron.domain.calendar import period_key
@@ -20,20 +22,22 @@ from patron.domain.engine import (
 from patron.domain.events import Purchase, Refund, rule_trigger
 from patron.domain.ledger import Lot, LotStatus
 from patron.domain.progress import EMPTY as EMPTY_PROGRESS
+from patron.domain.progress import Progress
 from patron.services import announcements, outbox, referrals
 from patron.services import members as member_service
 from patron.services import progress as progress_store
 from patron.services.bulk_ingest import ingest_many
-from patron.services.errors import Invalid, ServiceError
+from patron.services.errors import IdempotencyConflict, Invalid, ServiceError
 from patron.services.hashing import request_fingerprint
 from patron.services.idempotency import recall_event
 from patron.services.journal_text import journal_memo, journal_reference
-from patron.services.program_cache import ProgramCache
+from patron.services.program_cache import LATEST_VERSION, ProgramCache
 from patron.services.views import Balance, EventReceipt, RuleResult
 from patron.store import ledger
 from patron.store.database import Database
 from patron.store.members import MemberRow
-from patron.store.tables import events, orders, rule_usage
+from patron.store.tables import balances, events, member_progress, orders, rule_usage
+from patron.store.tables import referrals as referral_rows
 from patron.store.upsert import insert_or_add
 
 
@@ -60,9 +64,10 @@ def dry_run(db: Database, cache: ProgramCache, program_id: int, event: AnyEvent)
     """What the event would earn now, without writing anything."""
     with db.read() as conn:
         member = member_service.require(conn, program_id, event.member_id)
-        program = cache.in_force(conn, program_id, event.occurred_at)
-        decision = _decide(conn, program_id, program, member, event)
-        return _receipt(event, decision, None, member_service.balance(conn, member.id), dry_run=True)
+        known = _Known.read(conn, program_id, member.id, event)
+        program = cache.in_force_given(conn, program_id, event.occurred_at, latest=known.latest_version)
+        decision = _decide(conn, program_id, program, member, event, known)
+        return _receipt(event, decision, None, known.balance, dry_run=True)
 
 
 def ingest_batch(
@@ -99,37 +104,114 @@ def ingest_batch_reporting_replays(
 def _once(
     db: Database, program_id: int, event_id: str, digest: str, work: Callable[[Connection], tuple[EventReceipt, bool]]
 ) -> tuple[EventReceipt, bool]:
-    def attempt(conn: Connection) -> tuple[EventReceipt, bool]:
-        stored = recall_event(conn, program_id, event_id, digest)
-        return (EventReceipt.model_validate(stored), True) if stored is not None else work(conn)
-
     try:
-        return db.run(attempt)
+        return db.run(work)
     except IntegrityError:
         with db.read() as conn:
             stored = recall_event(conn, program_id, event_id, digest)
         if stored is not None:
-            # Another request with this event id committed between our look-up and our insert: answer as it did.
+            # The same event id for another member (so another member lock) committed first: its event row's
+            # unique key stopped ours before any posting. Answer as it did (or 409 if the bodies differ).
             return EventReceipt.model_validate(stored), True
         # Another event won the race for a row this one inserts too (two members reporting one order id at once).
         # Judged again, with the winner's row now in sight, it gets the rules' answer rather than a 500.
-        return db.run(attempt)
+        return db.run(work)
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """What judging an event needs from the database beyond the member row, read in one statement."""
+
+    latest_version: int | None  # the program's highest version (ProgramCache.in_force_given)
+    stored_hash: str | None  # an event row already stored under this event id: its request hash and reply
+    stored_response: dict[str, Any] | None
+    balance: Balance
+    debt: int
+    order: Any  # the orders row the event's order id names (None when unknown, or for events without one)
+    progress: Any  # the member's stored progress (JSON), None when they have none yet
+    referred: bool  # whether the member was ever referred: only then can a referral react to the event
+
+    @staticmethod
+    def read(conn: Connection, program_id: int, member_id: int, event: AnyEvent) -> "_Known":
+        order_id = event.order_id if isinstance(event, (Purchase, Refund)) else None
+        row = conn.execute(
+            _KNOWN,
+            {"program_id": program_id, "member": member_id, "event_id": event.event_id, "order_id": order_id},
+        ).one()
+        return _Known(
+            None if row.latest_version is None else int(row.latest_version),
+            row.request_hash,
+            row.response,
+            Balance(available=int(row.available), pending=int(row.pending), owed=-int(row.debt)),
+            int(row.debt),
+            row if row.order_member_id is not None else None,
+            row.progress,
+            bool(row.referred),
+        )
+
+    def replay(self, event_id: str, digest: str) -> EventReceipt | None:
+        """The receipt stored for this event id, if it was already ingested; 409 if with another body."""
+        if self.stored_hash is None:
+            return None
+        if self.stored_hash != digest:
+            raise IdempotencyConflict(
+                f"event {event_id!r} was already received with a different body", field="event_id"
+            )
+        return EventReceipt.model_validate(self.stored_response)
+
+
+# One statement, built once: the program's latest version, the stored event (a retry), the balance, the order,
+# the progress and whether a referral exists, where each used to cost a round trip of its own.
+_KNOWN = (
+    select(
+        LATEST_VERSION.label("latest_version"),
+        events.c.request_hash,
+        events.c.response,
+        balances.c.available,
+        balances.c.pending,
+        balances.c.debt,
+        orders.c.order_id,
+        orders.c.member_id.label("order_member_id"),
+        orders.c.total,
+        orders.c.earned,
+        orders.c.refunded,
+        orders.c.clawed_back,
+        select(member_progress.c.state)
+        .where(member_progress.c.member_id == bindparam("member"))
+        .scalar_subquery()
+        .label("progress"),
+        exists().where(referral_rows.c.referee_id == bindparam("member")).label("referred"),
+    )
+    .select_from(
+        balances.outerjoin(
+            events, and_(events.c.program_id == bindparam("program_id"), events.c.event_id == bindparam("event_id"))
+        ).outerjoin(
+            orders, and_(orders.c.program_id == bindparam("program_id"), orders.c.order_id == bindparam("order_id"))
+        )
+    )
+    .where(balances.c.member_id == bindparam("member"))
+)
+_INSERT_EVENT = insert(events).returning(events.c.id)
+_STORE_RECEIPT = update(events).where(events.c.id == bindparam("event_row")).values(response=bindparam("receipt"))
+_INSERT_ORDER = insert(orders)
 
 
 def _apply(
     conn: Connection, cache: ProgramCache, program_id: int, event: AnyEvent, digest: str, *, now: datetime
 ) -> tuple[EventReceipt, bool]:
     member = member_service.require(conn, program_id, event.member_id, lock=True)
-    # A concurrent delivery of this same event held the member lock until it committed: look again now that the
-    # lock is ours, or the event would be judged a second time (a purchase refused as an order already reported).
-    stored = recall_event(conn, program_id, event.event_id, digest)
-    if stored is not None:
-        return EventReceipt.model_validate(stored), True
-    program = cache.in_force(conn, program_id, event.occurred_at)
-    decision = _decide(conn, program_id, program, member, event)
-    # The event row goes in first: a concurrent duplicate blocks on its unique key here, before any posting.
+    # Read under the member lock: a concurrent delivery of this same event held the lock until it committed, and
+    # the event must not be judged a second time (a purchase refused as an order already reported).
+    known = _Known.read(conn, program_id, member.id, event)
+    replayed = known.replay(event.event_id, digest)
+    if replayed is not None:
+        return replayed, True
+    program = cache.in_force_given(conn, program_id, event.occurred_at, latest=known.latest_version)
+    decision = _decide(conn, program_id, program, member, event, known)
+    # The event row goes in first: a concurrent duplicate for another member (another lock) blocks on its unique
+    # key here, before any posting.
     event_row = conn.execute(
-        insert(events).returning(events.c.id),
+        _INSERT_EVENT,
         {
             "program_id": program_id,
             "event_id": event.event_id,
@@ -142,9 +224,10 @@ def _apply(
         },
     ).scalar_one()
     transaction_id = None
+    balance = known.balance
     if decision.postings:
         mine, theirs = ledger.member_postings(member.id, decision.postings)
-        transaction_id = ledger.post(
+        transaction_id, moved = ledger.post_reading_balance(
             conn,
             program_id=program_id,
             member_id=member.id,
@@ -158,6 +241,8 @@ def _apply(
             program_version=decision.program_version,
             reference=journal_reference(event),
         )
+        if moved is not None:
+            balance = Balance(available=moved[0], pending=moved[1], owed=-moved[2])
         ledger.add_lots(
             conn,
             program_id=program_id,
@@ -169,7 +254,10 @@ def _apply(
         ledger.debit_lots(conn, decision.lot_debits)
     _record_usage(conn, member.id, decision)
     _record_order(conn, program_id, member.id, event, decision)
-    referrals.after_events(conn, cache, program_id, [(member.id, event)], now=now)
+    if known.referred:
+        referrals.after_events(conn, cache, program_id, [(member.id, event)], now=now)
+        # A referral reward may have gone to this member too: the receipt shows the balance after it.
+        balance = member_service.balance(conn, member.id)
     progress_store.record(
         conn,
         program_id,
@@ -179,24 +267,36 @@ def _apply(
         now=now,
     )
     outbox.emit(conn, announcements.event_ingested(program_id, member.id, event, decision, transaction_id), now=now)
-    receipt = _receipt(event, decision, transaction_id, member_service.balance(conn, member.id))
-    conn.execute(update(events).where(events.c.id == event_row).values(response=receipt.model_dump(mode="json")))
+    receipt = _receipt(event, decision, transaction_id, balance)
+    conn.execute(_STORE_RECEIPT, {"event_row": event_row, "receipt": receipt.model_dump(mode="json")})
     return receipt, False
 
 
 def _decide(
-    conn: Connection, program_id: int, program: CompiledProgram, member: MemberRow, event: AnyEvent
+    conn: Connection,
+    program_id: int,
+    program: CompiledProgram,
+    member: MemberRow,
+    event: AnyEvent,
+    known: _Known | None = None,
 ) -> Decision:
     try:
-        return decide(program, _member_state(conn, program_id, program, member, event), event)
+        return decide(program, _member_state(conn, program_id, program, member, event, known), event)
     except EventRejected as exc:
         raise Invalid(exc.message, field=exc.field) from exc
 
 
 def _member_state(
-    conn: Connection, program_id: int, program: CompiledProgram, member: MemberRow, event: AnyEvent
+    conn: Connection,
+    program_id: int,
+    program: CompiledProgram,
+    member: MemberRow,
+    event: AnyEvent,
+    known: _Known | None = None,
 ) -> MemberState:
-
+    """`known`: what `_Known.read` found for this member and event in this transaction (read here if not given)."""
+    if known is None:
+        known = _Known.read(conn, program_id, member.id, event)
     keys = [
         (rule.rule.id, period_key(cap.period, event.occurred_at, program.zone))
         for rule in program.rules_by_trigger.get(rule_trigger(event), ())
@@ -213,21 +313,18 @@ def _member_state(
     order = None
     lots: tuple[Lot, ...] = ()
     if isinstance(event, (Purchase, Refund)):
-        row = conn.execute(
-            select(orders).where(orders.c.program_id == program_id, orders.c.order_id == event.order_id)
-        ).first()
+        row = known.order
         if row is not None:
-            if row.member_id != member.id:
+            if row.order_member_id != member.id:
                 raise Invalid(f"order {event.order_id!r} belongs to another member", field="order_id")
             order = OrderRecord(row.order_id, row.total, row.earned, row.refunded, row.clawed_back)
         if isinstance(event, Refund):
             lots = tuple(ledger.open_lots(conn, member.id, statuses=(LotStatus.PENDING, LotStatus.AVAILABLE)))
-    _, _, debt = ledger.balance_of(conn, member.id)
-    progress = progress_store.load_one(conn, member.id) if program.tracks_progress else EMPTY_PROGRESS
+    progress = Progress.from_json(known.progress) if program.tracks_progress else EMPTY_PROGRESS
     budgets = progress_store.lock_budgets(
         conn, program_id, progress_store.budget_limits([program], [event.occurred_at])
     )
-    return MemberState(member.external_id, member.attributes, usage, -debt, order, lots, progress, budgets)
+    return MemberState(member.external_id, member.attributes, usage, -known.debt, order, lots, progress, budgets)
 
 
 def _record_usage(conn: Connection, member_id: int, decision: Decision) -> None:
@@ -255,7 +352,7 @@ def _record_order(conn: Connection, program_id: int, member_id: int, event: AnyE
         return
     if isinstance(event, Purchase):
         conn.execute(
-            insert(orders),
+            _INSERT_ORDER,
             {
                 "program_id": program_id,
                 "order_id": change.order_id,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select, text, update
+from sqlalchemy import Connection, and_, bindparam, insert, select, text, update
 
 from patron.domain.engine import NewLot
 from patron.domain.ledger import Account, Lot, LotDebit, LotStatus, Posting, balanced
@@ -39,6 +39,39 @@ def post(
     reference: str | None = None,
 ) -> int:
     """Writes one balanced journal transaction and moves the cached balances with it. Returns its id."""
+    return post_reading_balance(
+        conn,
+        program_id=program_id,
+        member_id=member_id,
+        kind=kind,
+        occurred_at=occurred_at,
+        posted_at=posted_at,
+        memo=memo,
+        member_postings=member_postings,
+        program_postings=program_postings,
+        event_row_id=event_row_id,
+        program_version=program_version,
+        reference=reference,
+    )[0]
+
+
+def post_reading_balance(
+    conn: Connection,
+    *,
+    program_id: int,
+    member_id: int | None,
+    kind: str,
+    occurred_at: datetime,
+    posted_at: datetime,
+    memo: str,
+    member_postings: Sequence[MemberPosting] = (),
+    program_postings: Sequence[Posting] = (),
+    event_row_id: int | None = None,
+    program_version: int | None = None,
+    reference: str | None = None,
+) -> tuple[int, tuple[int, int, int] | None]:
+    """As `post`, and the balance (available, pending, debt) it leaves when it moves one member's accounts, read
+    from the balance update itself rather than by a query more."""
     balanced([Posting(p.account, p.amount) for p in member_postings] + list(program_postings))
     transaction_id = conn.execute(
         insert(journal).returning(journal.c.id),
@@ -79,8 +112,7 @@ def post(
         insert_postings(conn, program_id, [[transaction_id, r["member_id"], r["account"], r["amount"]] for r in rows])
     elif rows:
         conn.execute(insert(postings), rows)
-    move_balances(conn, member_postings)
-    return int(transaction_id)
+    return int(transaction_id), move_balances(conn, member_postings)
 
 
 def member_postings(member_id: int, decided: Iterable[Posting]) -> tuple[list[MemberPosting], list[Posting]]:
@@ -94,27 +126,38 @@ def member_postings(member_id: int, decided: Iterable[Posting]) -> tuple[list[Me
     return mine, program
 
 
-def move_balances(conn: Connection, moves: Sequence[MemberPosting]) -> None:
+def move_balances(conn: Connection, moves: Sequence[MemberPosting]) -> tuple[int, int, int] | None:
+    """Returns the new (available, pending, debt) when the moves concern one member, None otherwise."""
     deltas: dict[int, list[int]] = {}
     for p in moves:
         delta = deltas.setdefault(p.member_id, [0, 0, 0])
         delta[_BALANCE_COLUMN[p.account]] += p.amount
     if len(deltas) == 1:
         ((member_id, (available, pending, debt)),) = deltas.items()
-        conn.execute(
-            update(balances)
-            .where(balances.c.member_id == member_id)
-            .values(
-                available=balances.c.available + available,
-                pending=balances.c.pending + pending,
-                debt=balances.c.debt + debt,
-            )
-        )
-    elif deltas:
+        row = conn.execute(
+            _MOVE_ONE,
+            {"moved_member": member_id, "add_available": available, "add_pending": pending, "add_debt": debt},
+        ).one()
+        return int(row.available), int(row.pending), int(row.debt)
+    if deltas:
         # Many members at once (expiry, activation): one statement joining a JSON list of deltas, instead of
         # one UPDATE per member.
         rows = json.dumps([[m, *d] for m, d in sorted(deltas.items())])
         conn.execute(text(_BULK_MOVE[conn.dialect.name]), {"deltas": rows})
+    return None
+
+
+# Built once: a statement object reused keeps its cache key, so executing it skips building and keying it anew.
+_MOVE_ONE = (
+    update(balances)
+    .where(balances.c.member_id == bindparam("moved_member"))
+    .values(
+        available=balances.c.available + bindparam("add_available"),
+        pending=balances.c.pending + bindparam("add_pending"),
+        debt=balances.c.debt + bindparam("add_debt"),
+    )
+    .returning(balances.c.available, balances.c.pending, balances.c.debt)
+)
 
 
 _BULK_ROWS = 32
