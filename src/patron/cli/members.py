@@ -8,8 +8,10 @@ from rich.table import Table
 from rich.text import Text
 
 from patron.cli.common import ProgramOption, database, number, out, program_id
-from patron.services import members
+from patron.services import members, standing
 from patron.services.clock import utcnow
+from patron.services.standing import StampCardView
+from patron.services.views import GrantView
 
 app = typer.Typer(help="Look at members.", no_args_is_help=True)
 
@@ -20,13 +22,21 @@ def show(
     history: Annotated[int, typer.Option(min=0, max=200, help="How many history entries to show.")] = 10,
     program: ProgramOption = "default",
 ) -> None:
-    """Balance (available, pending, owed), open lots, and the latest history entries."""
+    """Profile and tier (with the progress to the next), stamp cards, balance (available, pending, owed), open
+    lots, and the latest history entries."""
     with database() as db:
         the_program = program_id(db, program)
         with db.read() as conn:
-            member = members.view(conn, the_program, member_id, now=utcnow())
+            now = utcnow()
+            member = members.view(conn, the_program, member_id, now=now)
             lots = members.open_lots(conn, the_program, member_id)
-            entries = members.history(conn, the_program, member_id, cursor=None, limit=history).entries
+            # history(limit=0) is not asked: there is no page to read.
+            entries = (
+                members.history(conn, the_program, member_id, cursor=None, limit=history).entries if history else []
+            )
+            row_id = members.require(conn, the_program, member_id).id
+            cards = standing.stamp_cards(conn, the_program, row_id, now=now)
+            full_cards = [g for g in standing.grants(conn, row_id) if g.source.startswith("stamp_card:")]
 
     profile = Table.grid(padding=(0, 2))
     profile.add_row("member", Text(member.member_id))
@@ -56,6 +66,9 @@ def show(
         usual = ", ".join(x for x in (seen.usual_sku, seen.usual_category) if x)
         profile.add_row("visits", f"{seen.visits:,}" + (f", the usual: {usual}" if usual else ""))
     out.print(profile)
+
+    if cards:
+        _print_cards(cards, full_cards)
 
     balance = Table("available", "pending", "owed", title="Points")
     balance.add_row(number(member.balance.available), number(member.balance.pending), number(member.balance.owed))
@@ -98,3 +111,29 @@ def show(
 
 def _when(moment: datetime) -> str:
     return moment.isoformat(timespec="minutes")
+
+
+def _print_cards(cards: list[StampCardView], full_cards: list[GrantView]) -> None:
+    table = Table("card", "stamps", "started", "expires", "completed", title="Stamp cards")
+    for card in cards:
+        if card.started_at is None:
+            started, expires = "", ""
+        else:
+            started = _when(card.started_at)
+            expires = "never" if card.expires_at is None else _when(card.expires_at)
+            if card.expired:
+                expires += " (expired: the next stamp starts a new card)"
+        table.add_row(
+            Text(f"{card.card}: {card.name}"), f"{card.stamps} of {card.size}", started, expires, str(card.completed)
+        )
+    out.print(table)
+    if full_cards:
+        table = Table("card", "reward", "coupon code", "completed at", title="Completed cards")
+        for grant in full_cards:
+            table.add_row(
+                Text(grant.source.removeprefix("stamp_card:")),
+                Text(grant.reward_id),
+                Text(grant.coupon_code),
+                _when(grant.granted_at),
+            )
+        out.print(table)

@@ -1,8 +1,10 @@
-"""A member's tier, progress to the next one, and what staff need to greet a regular: for the member read model."""
+"""A member's tier, progress to the next one, their stamp cards, and what staff need to greet a regular: for the
+member read model."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from pydantic import BaseModel
 from sqlalchemy import Connection, func, select
 
 from patron.domain import tiers
@@ -90,3 +92,56 @@ def grants(conn: Connection, member_id: int) -> list[GrantView]:
         .order_by(reward_grants.c.id.desc())
     ).all()
     return [GrantView.model_validate(r, from_attributes=True) for r in rows]
+
+
+class StampCardView(BaseModel):
+    """A stamp card of the program in force, as the member stands on it ("3 of 9 stamps")."""
+
+    card: str
+    name: str
+    reward: str
+    stamps: int
+    size: int
+    started_at: datetime | None  # None: no card in progress
+    expires_at: datetime | None  # None: the card never expires, or none is in progress
+    expired: bool  # past its expiry: the next stamp starts a new card
+    completed: int  # cards filled so far, each given its reward
+
+
+def stamp_cards(conn: Connection, program_id: int, member_id: int, *, now: datetime) -> list[StampCardView]:
+    """Every stamp card of the program in force: the one in progress (stamps, expiry) and how many were completed.
+    The completed ones' rewards are among the member's grants (source stamp_card:ID)."""
+    document = document_in_force(conn, program_id, now)
+    if document is None or not document.stamp_cards:
+        return []
+    progress = load_one(conn, member_id)
+    completed: dict[str, int] = {
+        source: int(times)
+        for source, times in conn.execute(
+            select(reward_grants.c.source, func.count())
+            .where(reward_grants.c.member_id == member_id, reward_grants.c.source.like("stamp_card:%"))
+            .group_by(reward_grants.c.source)
+        ).all()
+    }
+    views = []
+    for card in document.stamp_cards:
+        open_card = progress.cards.get(card.id)
+        started_at = open_card.started_at if open_card is not None and open_card.count else None
+        expires_at = None
+        if started_at is not None and card.expires_after_days is not None:
+            expires_at = started_at + timedelta(days=card.expires_after_days)
+        views.append(
+            StampCardView(
+                card=card.id,
+                name=card.name,
+                reward=card.reward,
+                stamps=open_card.count if open_card is not None else 0,
+                size=card.size,
+                started_at=started_at,
+                expires_at=expires_at,
+                # The engine starts a new card at the first stamp on or after this instant.
+                expired=expires_at is not None and now >= expires_at,
+                completed=completed.get(f"stamp_card:{card.id}", 0),
+            )
+        )
+    return views
