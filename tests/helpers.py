@@ -26,9 +26,19 @@ class Setup:
     cache: ProgramCache
 
 
-# The demo's showcase of loyalty mechanics (tiers, stamp cards, campaigns, birthdays, behavioural bonuses) is left
-# out of program_document(): a test asks for the mechanics it tests, so its points don't shift with the showcase.
-SHOWCASE_SECTIONS = ("tiers", "stamp_cards", "campaigns", "birthday", "anniversary", "recognition")
+# The demo's showcase of loyalty mechanics (tiers, stamp cards, campaigns, birthdays, behavioural bonuses, its coupon
+# batch and raffle) is left out of program_document(): a test asks for the mechanics it tests, so its points don't
+# shift with the showcase.
+SHOWCASE_SECTIONS = (
+    "tiers",
+    "stamp_cards",
+    "campaigns",
+    "birthday",
+    "anniversary",
+    "recognition",
+    "coupon_batches",
+    "raffles",
+)
 SHOWCASE_RULES = frozenset(
     {"quiet-hours", "crate-digger", "new-genre", "regulars", "follow", "survey", "newsletter", "profile-completion"}
 )

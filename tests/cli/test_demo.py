@@ -35,14 +35,20 @@ def test_demo_loads_the_sample_once(cli: Cli):
     assert available > 0
     assert pending > 0  # the last 14 days' purchases are in their return window
 
-    # Something to try at a checkout and a raffle to enter, made once.
+    # Something to try at a checkout and a raffle to enter: program.yaml declares them, its publication made them.
+    assert "Made coupon batch 'spend-200-save-20': 100 codes" in first
+    assert "Made raffle 'listening-party'" in first
     assert "Offers: coupon batch 'spend-200-save-20'" in first
     with cli.db.read() as conn:
         program = programs.program_id(conn, "demo")
         batch = coupons.batch_detail(conn, program, "spend-200-save-20", with_codes=False)
         raffle = raffles.view(conn, program, "listening-party")
     assert (batch.offer.kind, batch.offer.min_spend, batch.offer.amount) == ("spend_and_save", 200, 20)
-    assert raffle.entry_cost == 100
+    assert (batch.codes_issued, batch.created_by) == (100, "program version 1")
+    assert (raffle.entry_cost, raffle.prize_reward_id, raffle.seed) == (100, "free-single", None)
+    # Like the history, the raffle is moved: it draws 30 days after the replay's last day, at 20:00 in the shop.
+    assert raffle.draws_at.astimezone(cdnow.ZONE).date() == yesterday + timedelta(days=30)
+    assert raffle.draws_at.astimezone(cdnow.ZONE).hour == 20
 
     token = _token(first)
     with cli.db.read() as conn:

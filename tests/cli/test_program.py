@@ -36,7 +36,8 @@ def test_validate_says_valid_without_a_database(tmp_path, monkeypatch):
     cli = Cli(db=None, folder=tmp_path)  # type: ignore[arg-type]
     result = cli.ok("program", "validate", str(DEMO_PROGRAM))
     document = programs.read_document(DEMO_PROGRAM)
-    assert f"valid ({document.name!r}: {len(document.rules)} rules, {len(document.rewards)} rewards)" in result.stdout
+    assert f"valid ({document.name!r}: {len(document.rules)} rules, {len(document.rewards)} rewards, " in result.stdout
+    assert "coupon batches spend-200-save-20, raffles listening-party)" in result.stdout
 
 
 def test_validate_names_the_path_of_each_bad_field(tmp_path):
@@ -106,3 +107,65 @@ def test_show_names_a_version_that_does_not_exist(cli: Cli):
     missing = cli("program", "show", "--version", "7")
     assert missing.exit_code == 1
     assert "error: version: program 'default' has versions 1 to 1, not 7" in missing.stderr
+
+
+BAD_SECTIONS = """\
+name: Offers
+currency: USD
+rewards:
+  - {id: single, name: A single, cost: 300, kind: free_product, sku: CD-SINGLE}
+coupon_batches:
+  - id: spring
+    offer: {kind: amount_off, amount: "5.00"}
+    count: 10
+    pattern: SPRING-####
+raffles:
+  - {id: party, prize_reward_id: album, winners: 1, entry_cost: 100, max_entries_per_member: 3,
+     draws_at: "2030-01-01T20:00:00Z"}
+"""
+
+
+def test_validate_names_the_path_of_a_bad_coupon_batch_or_raffle(tmp_path):
+    cli = Cli(db=None, folder=tmp_path)  # type: ignore[arg-type]
+    result = cli("program", "validate", cli.file("offers.yaml", BAD_SECTIONS))
+    assert result.exit_code == 1
+    assert "error: coupon_batches.0.pattern: a pattern needs at least 8 '#'" in result.stderr
+    assert "valid" not in result.stdout
+    fixed_pattern = BAD_SECTIONS.replace("SPRING-####\n", "SPRING-####-####\n")
+    result = cli("program", "validate", cli.file("offers.yaml", fixed_pattern))
+    assert result.exit_code == 1
+    assert "error: raffles.0.prize_reward_id: no reward 'album' in rewards" in result.stderr
+    fixed = fixed_pattern.replace("prize_reward_id: album", "prize_reward_id: single")
+    assert (
+        "coupon batches spring, raffles party)" in cli.ok("program", "validate", cli.file("offers.yaml", fixed)).stdout
+    )
+
+
+def test_publish_makes_the_declared_offers_once_and_refuses_a_change_of_terms(cli: Cli):
+    cli.ok("init")
+    published = cli.ok("program", "publish", str(DEMO_PROGRAM)).stdout
+    assert "Made coupon batch 'spend-200-save-20': 100 codes, spend 200.00, get 20.00 off." in published
+    assert "Made raffle 'listening-party': drawn at 2030-06-28T20:00:00-04:00, seed SHA-256 " in published
+    listed = cli.ok("coupons", "show", "spend-200-save-20").stdout
+    assert listed.count("SAVE20-") == 100
+    assert "secret until the draw" in cli.ok("raffle", "show", "listening-party").stdout
+
+    # What `show` prints, `publish` takes back, and it makes nothing new.
+    shown = cli.file("shown.yaml", cli.ok("program", "show").stdout)
+    before = snapshot(cli.db)
+    again = cli.ok("program", "publish", shown).stdout
+    assert "Published version 2" in again
+    assert "Made" not in again
+    assert cli.ok("coupons", "show", "spend-200-save-20").stdout == listed
+
+    dearer = yaml.safe_load(DEMO_PROGRAM.read_text())
+    dearer["raffles"][0]["entry_cost"] = 150
+    refused = cli("program", "publish", cli.file("dearer.yaml", yaml.safe_dump(dearer)))
+    assert refused.exit_code == 1
+    assert "error: raffles.0.entry_cost: raffle 'listening-party' was opened with entry_cost 100, not 150" in (
+        refused.stderr
+    )
+    after = snapshot(cli.db)
+    assert len(after.pop("program_versions")) == len(before.pop("program_versions")) + 1
+    assert len(after.pop("outbox")) == len(before.pop("outbox")) + 1
+    assert after == before

@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from patron.cli.common import ProgramOption, actor, database, err, moment, number, out, program_id, say
-from patron.domain.coupons import CouponKind, Offer
+from patron.domain.coupons import DEFAULT_PATTERN, MAX_BATCH, CouponKind, Offer
 from patron.services import coupons
 from patron.services.clock import utcnow
 
@@ -19,8 +19,8 @@ app = typer.Typer(help="Create and look at coupon batches.", no_args_is_help=Tru
 def create_batch(
     name: Annotated[str, typer.Argument(help="The batch's name, e.g. spring-2026.")],
     kind: Annotated[CouponKind, typer.Option(help="What each code gives.")],
-    count: Annotated[int, typer.Option(min=1, max=coupons.MAX_BATCH, help="How many codes.")] = 1,
-    pattern: Annotated[str, typer.Option(help="'#' marks a random character (at least 8).")] = coupons.DEFAULT_PATTERN,
+    count: Annotated[int, typer.Option(min=1, max=MAX_BATCH, help="How many codes.")] = 1,
+    pattern: Annotated[str, typer.Option(help="'#' marks a random character (at least 8).")] = DEFAULT_PATTERN,
     amount: Annotated[Decimal | None, typer.Option(help="amount_off, spend_and_save: the amount off.")] = None,
     percent: Annotated[Decimal | None, typer.Option(help="percent_off, trial: the percentage off.")] = None,
     sku: Annotated[str | None, typer.Option(help="free_product, trial: the product.")] = None,

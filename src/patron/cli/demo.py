@@ -2,7 +2,6 @@
 
 import os
 from datetime import datetime, time, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
 
@@ -14,13 +13,11 @@ from patron.cli.server import run_server
 from patron.cli.transfer import exit_if_rejected, run_import
 from patron.demo import cdnow
 from patron.demo.totals import program_totals
-from patron.domain.coupons import CouponKind, Offer
-from patron.services import coupons, keys, maintenance, programs, raffles
+from patron.domain.program import ProgramDocument
+from patron.services import keys, maintenance, programs, raffles
 from patron.services.clock import utcnow
 from patron.services.errors import NotFound
 from patron.services.keys import Scope
-from patron.services.program_cache import ProgramCache
-from patron.services.raffles import RaffleSpec
 from patron.settings import Settings
 from patron.store.database import Database
 
@@ -61,7 +58,7 @@ def demo(
         now = utcnow()
         print_run("activated", run_job(db, "Activating", maintenance.activate, at=now, program=program), now)
         print_run("expired", run_job(db, "Expiring", maintenance.expire, at=now, program=program), now)
-        offers = _offers(db, program, now)
+        offers = _offers(db, program)
         with db.read() as conn:
             totals = program_totals(conn, program)
         _, token = db.run(lambda conn: keys.create(conn, program, "demo admin", {Scope.ADMIN}, now=utcnow()))
@@ -111,44 +108,50 @@ def _replay_start(db: Database, program: int) -> datetime:
     return datetime.combine(first_day, time(0), cdnow.ZONE)
 
 
-def _publish(db: Database, program: int, start: datetime) -> None:
-    """Publishes the demo document unless a version with the same content exists (re-runs publish nothing)."""
+RAFFLE_DAYS = 30
+
+
+def _document(start: datetime) -> ProgramDocument:
+    """program.yaml as the demo publishes it. As CDNOW's history is replayed to end yesterday, the raffles it
+    declares are moved to draw RAFFLE_DAYS days after that, at the hour the file says: the demo's raffle is open
+    whenever the demo is first run. Re-runs derive the same document from the same start."""
     document = programs.read_document(PROGRAM_FILE)
+    last_day = start.date() + (cdnow.LAST_DAY - cdnow.FIRST_DAY)
+    draw_day = last_day + timedelta(days=RAFFLE_DAYS)
+    moved = tuple(
+        raffle.model_copy(
+            update={"draws_at": datetime.combine(draw_day, raffle.draws_at.astimezone(cdnow.ZONE).time(), cdnow.ZONE)}
+        )
+        for raffle in document.raffles
+    )
+    return document.model_copy(update={"raffles": moved})
+
+
+def _publish(db: Database, program: int, start: datetime) -> None:
+    """Publishes the demo document unless a version with the same content exists (re-runs publish nothing). The
+    version makes the coupon batch and the raffle it declares."""
+    document = _document(start)
     with db.read() as conn:
         published = programs.list_versions(conn, program)
     if any(version.document == document for version in published):
         return
     version = programs.publish(db, program, document, actor="demo", now=utcnow(), effective_from=start)
     say(f"Published {PROGRAM_FILE.name} as version {version.version}, in force from {start.date()}.")
+    for made in version.made:
+        say(f"Made {made}.")
 
 
 SPEND_AND_SAVE = "spend-200-save-20"
 RAFFLE = "listening-party"
 
 
-def _offers(db: Database, program: int, now: datetime) -> str:
-    """A checkout coupon batch (spend 200, get 20 off) and a points raffle, made on the first run only."""
+def _offers(db: Database, program: int) -> str:
+    """What program.yaml's coupon batch and raffle give, to try at a checkout and with points."""
     with db.read() as conn:
-        have_batch = any(b.name == SPEND_AND_SAVE for b in coupons.batches(conn, program))
-        try:
-            raffles.view(conn, program, RAFFLE)
-            have_raffle = True
-        except NotFound:
-            have_raffle = False
-    if not have_batch:
-        offer = Offer(kind=CouponKind.SPEND_AND_SAVE, amount=Decimal(20), min_spend=Decimal(200))
-        coupons.create_batch(db, program, SPEND_AND_SAVE, offer, count=100, actor="demo", now=now)
-    if not have_raffle:
-        spec = RaffleSpec(
-            name=RAFFLE,
-            prize_reward_id="free-single",
-            winners=3,
-            entry_cost=100,
-            max_entries_per_member=5,
-            draws_at=now + timedelta(days=30),
-        )
-        raffles.create(db, ProgramCache(), program, spec, actor="demo", now=now)
+        raffle = raffles.view(conn, program, RAFFLE)
+    draw = raffle.draws_at.astimezone(cdnow.ZONE)
     return (
         f"Offers: coupon batch {SPEND_AND_SAVE!r} (patron coupons show {SPEND_AND_SAVE} --program demo) and raffle "
-        f"{RAFFLE!r}, 100 points an entry (patron raffle show {RAFFLE} --program demo)."
+        f"{RAFFLE!r}, {raffle.entry_cost} points an entry, drawn on {draw:%Y-%m-%d at %H:%M} "
+        f"(patron raffle show {RAFFLE} --program demo)."
     )

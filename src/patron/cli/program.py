@@ -36,7 +36,12 @@ def validate(file: ExistingFile) -> None:
         for path, message in validation_errors(exc):
             error_line(path, message)
         raise typer.Exit(1) from None
-    say(f"{file}: valid ({document.name!r}: {len(document.rules)} rules, {len(document.rewards)} rewards)")
+    sections = [f"{len(document.rules)} rules", f"{len(document.rewards)} rewards"]
+    if document.coupon_batches:
+        sections.append(f"coupon batches {', '.join(b.id for b in document.coupon_batches)}")
+    if document.raffles:
+        sections.append(f"raffles {', '.join(r.id for r in document.raffles)}")
+    say(f"{file}: valid ({document.name!r}: {', '.join(sections)})")
 
 
 @app.command()
@@ -48,7 +53,10 @@ def publish(
     ] = None,
     program: ProgramOption = "default",
 ) -> None:
-    """Publish a program document as a new, immutable version."""
+    """Publish a program document as a new, immutable version.
+
+    Coupon batches and raffles it declares that do not exist yet are made now: their codes, a raffle's seed and
+    the seed's SHA-256 (printed: publish it)."""
     document = programs.read_document(file)
     start = moment(effective_from, "--effective-from") if effective_from is not None else None
     with database() as db:
@@ -59,6 +67,8 @@ def publish(
         f"Published version {published.version} of program {program!r}, "
         f"in force from {published.effective_from.isoformat()}."
     )
+    for made in published.made:
+        say(f"Made {made}.")
 
 
 @app.command()

@@ -14,12 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from patron.domain.amounts import Money
-from patron.domain.carts import Cart
+
+if TYPE_CHECKING:
+    # Only named in signatures: the program document declares offers, and carts import the document's events.
+    from patron.domain.carts import Cart
 
 CENT = Decimal("0.01")
 Percent = Annotated[Decimal, Field(gt=0, le=100, max_digits=5, decimal_places=2)]
@@ -122,7 +125,7 @@ class Verdict:
     spend_more: Decimal | None = None  # what the cart lacks to reach the minimum spend, when that is all it lacks
 
 
-def judge(offer: Offer, cart: Cart, *, now: datetime, usage: Usage, member_known: bool = True) -> Verdict:
+def judge(offer: Offer, cart: "Cart", *, now: datetime, usage: Usage, member_known: bool = True) -> Verdict:
     """Whether the offer applies to the cart now, and the discount it gives."""
     if offer.valid_from is not None and now < offer.valid_from:
         return _no(f"not valid before {offer.valid_from.isoformat()}")
@@ -147,7 +150,7 @@ def judge(offer: Offer, cart: Cart, *, now: datetime, usage: Usage, member_known
     return Verdict(True, discount, offer.describe())
 
 
-def _discount(offer: Offer, cart: Cart) -> tuple[Decimal, str | None]:
+def _discount(offer: Offer, cart: "Cart") -> tuple[Decimal, str | None]:
     match offer.kind:
         case CouponKind.AMOUNT_OFF | CouponKind.SPEND_AND_SAVE:
             assert offer.amount is not None
@@ -179,6 +182,10 @@ CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 RANDOM_MARK = "#"
 MIN_RANDOM_CHARACTERS = 8  # 40 bits: guessing one valid code of a million takes about a million tries
 PATTERN = r"^[A-Z0-9#-]{1,64}$"
+DEFAULT_PATTERN = "####-####-####"
+MAX_BATCH = 100_000
+# Batches the service makes for codes handed to one member each: a batch of the program's own never takes these names.
+RESERVED_BATCH_PREFIXES = ("reward.", "raffle.")
 
 
 class BadPattern(ValueError):

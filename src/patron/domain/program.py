@@ -7,10 +7,30 @@ from itertools import pairwise
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from patron.domain.amounts import Money, Rounding
+from patron.domain.coupons import (
+    DEFAULT_PATTERN,
+    MAX_BATCH,
+    PATTERN,
+    RESERVED_BATCH_PREFIXES,
+    BadPattern,
+    Offer,
+    check_pattern,
+)
 from patron.domain.expressions import Expression, ExpressionError
+from patron.domain.raffles import EntryCost, MaxEntries, Winners
 from patron.domain.referrals import ReferralScheme
 
 BUILTIN_EVENTS = frozenset({"purchase", "refund", "signup"})
@@ -329,6 +349,60 @@ class Campaign(Strict):
         return self
 
 
+class CouponBatch(Strict):
+    """A batch of unique codes that all give `offer`, made when the first version declaring it is published.
+
+    Its codes, once made, are out in the world: a later version may raise `count` (the missing codes are made) but
+    not lower it, nor change the offer or the pattern; one that leaves the batch out does not withdraw its codes.
+    """
+
+    id: Identifier = Field(description="the batch's name, as the API and the CLI show it")
+    offer: Offer
+    count: Annotated[int, Field(strict=True, ge=0, le=MAX_BATCH)] = Field(
+        description="codes anyone holding one may use; 0 for a batch whose codes go to one member each (referrals)"
+    )
+    pattern: Annotated[str, Field(pattern=PATTERN)] = Field(
+        default=DEFAULT_PATTERN, description="'#' marks a random character; at least 8"
+    )
+
+    @field_validator("id")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value.startswith(RESERVED_BATCH_PREFIXES):
+            raise ValueError(f"names beginning {' or '.join(RESERVED_BATCH_PREFIXES)} are kept for prize codes")
+        return value
+
+    @field_validator("pattern")
+    @classmethod
+    def _unguessable(cls, value: str, info: ValidationInfo) -> str:
+        count = info.data.get("count")
+        if count is not None:  # else count itself is at fault, and named
+            try:
+                check_pattern(value, count)
+            except BadPattern as exc:
+                raise ValueError(str(exc)) from exc
+        return value
+
+
+class Raffle(Strict):
+    """A points raffle, made when the first version declaring it is published: its secret seed is drawn then and
+    its SHA-256 published. Its terms never change afterwards (members bought entries on them)."""
+
+    id: Identifier = Field(description="the raffle's name, as the API and the CLI show it")
+    prize_reward_id: Identifier = Field(description="the catalog reward (in rewards) each winner receives")
+    winners: Winners
+    entry_cost: EntryCost
+    max_entries_per_member: MaxEntries
+    draws_at: AwareDatetime = Field(description="entries close at this moment; the draw can run from then on")
+    refund_losers: bool = Field(default=False, description="give non-winners their points back at the draw")
+
+
+def _field_error(loc: tuple[str | int, ...], message: str, value: object) -> ValidationError:
+    """An error located at one field of the document (raffles.0.prize_reward_id), from a check over the whole."""
+    error = PydanticCustomError("value_error", "{message}", {"message": message})
+    return ValidationError.from_exception_data("ProgramDocument", [InitErrorDetails(type=error, loc=loc, input=value)])
+
+
 class ProgramDocument(Strict):
     name: str = Field(min_length=1, max_length=200)
     currency: str = Field(pattern=r"^[A-Z]{3}$")
@@ -345,6 +419,8 @@ class ProgramDocument(Strict):
     birthday: Occasion | None = None
     anniversary: Occasion | None = None
     campaigns: tuple[Campaign, ...] = ()
+    coupon_batches: tuple[CouponBatch, ...] = Field(default=(), description="codes made when published")
+    raffles: tuple[Raffle, ...] = Field(default=(), description="points raffles opened when published")
     recognition: bool = Field(
         default=False, description="keep each member's visits and most bought products and categories"
     )
@@ -358,10 +434,16 @@ class ProgramDocument(Strict):
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 
-    @field_validator("rules", "rewards", "stamp_cards", "campaigns")
+    @field_validator("rules", "rewards", "stamp_cards", "campaigns", "coupon_batches", "raffles")
     @classmethod
     def _unique_ids(
-        cls, items: tuple[EarnRule, ...] | tuple[Reward, ...] | tuple[StampCard, ...] | tuple[Campaign, ...]
+        cls,
+        items: tuple[EarnRule, ...]
+        | tuple[Reward, ...]
+        | tuple[StampCard, ...]
+        | tuple[Campaign, ...]
+        | tuple[CouponBatch, ...]
+        | tuple[Raffle, ...],
     ) -> tuple[object, ...]:
         seen: set[str] = set()
         for item in items:
@@ -394,6 +476,10 @@ class ProgramDocument(Strict):
                 raise ValueError(f"{path}: no reward {reward!r} in rewards")
             if reward is not None and reward not in free:
                 raise ValueError(f"{path}: {reward!r} must be a coupon or free product to be given away")
+        for index, raffle in enumerate(self.raffles):
+            if raffle.prize_reward_id not in reward_ids:
+                message = f"no reward {raffle.prize_reward_id!r} in rewards"
+                raise _field_error(("raffles", index, "prize_reward_id"), message, raffle.prize_reward_id)
         return self
 
     def reward(self, reward_id: str) -> Reward | None:

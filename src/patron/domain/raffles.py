@@ -18,6 +18,15 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import Field
+
+# The terms of a raffle, shared by the program document's `raffles` section and the API's ad-hoc creation.
+Winners = Annotated[int, Field(strict=True, gt=0, le=10_000, description="how many members win")]
+EntryCost = Annotated[int, Field(strict=True, gt=0, le=1_000_000_000, description="points per entry")]
+MaxEntries = Annotated[int, Field(strict=True, gt=0, le=100_000, description="entries one member may hold")]
+RAFFLE_TERMS = ("prize_reward_id", "winners", "entry_cost", "max_entries_per_member", "draws_at", "refund_losers")
 
 
 @dataclass(frozen=True, slots=True)

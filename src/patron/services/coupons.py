@@ -1,5 +1,9 @@
 """Coupon batches, and checking and redeeming their codes at a checkout.
 
+A batch is made either by the program document (its `coupon_batches` section, when a version declaring it is
+published: `declare_batches`) or ad hoc over the API and the CLI (`create_batch`). Both are the same rows; a
+declared batch's `created_by` names the program version that first declared it.
+
 A code is used at most `uses_per_code` times whatever the race: the use is counted by a conditional UPDATE that
 refuses to pass the limit, in the same transaction as the redemption row.
 """
@@ -20,6 +24,8 @@ from patron.domain.amounts import Money
 from patron.domain.carts import Cart
 from patron.domain.coupons import (
     CODE_ALPHABET,
+    DEFAULT_PATTERN,
+    MAX_BATCH,
     RANDOM_MARK,
     BadPattern,
     CouponKind,
@@ -31,7 +37,7 @@ from patron.domain.coupons import (
     judge,
     normalize_code,
 )
-from patron.domain.program import RewardKind
+from patron.domain.program import CouponBatch, RewardKind
 from patron.services import members as member_service
 from patron.services import outbox
 from patron.services.errors import Conflict, Invalid, NotFound, ServiceError
@@ -44,8 +50,6 @@ from patron.store.members import MemberRow
 from patron.store.sets import text_in
 from patron.store.tables import coupon_batches, coupon_redemptions, coupons, members, redemptions, reward_grants
 
-DEFAULT_PATTERN = "####-####-####"
-MAX_BATCH = 100_000
 _INSERT_CHUNK = 1_000
 
 
@@ -137,6 +141,77 @@ def create_batch(
         return batch_detail(conn, program_id, name)
 
     return db.run(work)
+
+
+def declare_batches(
+    conn: Connection, program_id: int, declared: Sequence[CouponBatch], *, actor: str, now: datetime
+) -> list[str]:
+    """Makes the declared batches that do not exist yet, and the codes a raised `count` adds, in the publishing
+    transaction. A batch that exists (declared by an earlier version, or made over the API) must keep its offer
+    and pattern, and cannot have fewer codes than it has: its codes are out in the world. Returns what was made."""
+    made = []
+    for index, batch in enumerate(declared):
+        path = f"coupon_batches.{index}"
+        row = conn.execute(
+            select(coupon_batches.c.id, coupon_batches.c.offer, coupon_batches.c.pattern).where(
+                coupon_batches.c.program_id == program_id, coupon_batches.c.name == batch.id
+            )
+        ).first()
+        if row is None:
+            batch_id = conn.execute(
+                insert(coupon_batches).returning(coupon_batches.c.id),
+                {
+                    "program_id": program_id,
+                    "name": batch.id,
+                    "offer": batch.offer.model_dump(mode="json"),
+                    "pattern": batch.pattern,
+                    "created_by": actor,
+                    "created_at": now,
+                },
+            ).scalar_one()
+            have = 0
+        else:
+            batch_id = row.id
+            _same_offer(batch.id, Offer.model_validate(row.offer), batch.offer, f"{path}.offer")
+            if row.pattern != batch.pattern:
+                raise Invalid(
+                    f"coupon batch {batch.id!r} makes its codes from {row.pattern!r}, not {batch.pattern!r}; "
+                    "a pattern cannot change once codes exist (declare a new batch)",
+                    field=f"{path}.pattern",
+                )
+            have = conn.execute(
+                select(func.count()).where(coupons.c.batch_id == batch_id, coupons.c.member_id.is_(None))
+            ).scalar_one()
+            if batch.count < have:
+                raise Invalid(
+                    f"coupon batch {batch.id!r} has {have} codes, not {batch.count}: codes given out cannot be "
+                    "taken back, so a batch's count can rise but not fall",
+                    field=f"{path}.count",
+                )
+        if batch.count > have:
+            fresh = _fresh_codes(conn, program_id, batch.pattern, batch.count - have)
+            _insert_codes(conn, program_id, batch_id, fresh, None, now)
+            made.append(
+                f"coupon batch {batch.id!r}: {len(fresh)} {'new ' if have else ''}codes, {batch.offer.describe()}"
+            )
+    return made
+
+
+def _same_offer(name: str, existing: Offer, declared: Offer, path: str) -> None:
+    for field in Offer.model_fields:
+        was, now_declared = getattr(existing, field), getattr(declared, field)
+        if was != now_declared:
+            raise Invalid(
+                f"coupon batch {name!r} gives codes with {field} {_shown(was)}, not {_shown(now_declared)}: "
+                "an offer cannot change once its codes exist (declare a new batch)",
+                field=f"{path}.{field}",
+            )
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "none"
+    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 def ensure_batch(conn: Connection, program_id: int, name: str, offer: Offer, *, actor: str, now: datetime) -> None:

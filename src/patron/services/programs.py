@@ -1,4 +1,18 @@
-"""Publishing program versions and listing them."""
+"""Publishing program versions and listing them.
+
+Coupon batches and raffles are sections of the program document (`coupon_batches`, `raffles`), but unlike rules
+they are objects with a life of their own: codes handed to customers, entries bought with points, a secret seed.
+So publishing a version makes, in the same transaction, those the version declares that do not exist yet, found by
+their id (the batch's or raffle's name): codes are generated for a batch; a raffle gets its secret seed, whose
+SHA-256 is published at once. A later version that declares them again makes nothing new, and must keep their
+terms (a 422 naming the field otherwise, and nothing is published): a batch may only raise its `count`, which adds
+the missing codes; a raffle's terms never change, and its seed is never drawn again. A version that leaves one out
+does not withdraw it: codes stay valid and entries stay in the draw. The row's `created_by` records the version
+that first declared it; no other column is needed.
+
+An object made over the API or the CLI with the same name is the same object: a version may declare it, on the
+same terms, and from then on it is part of the program document.
+"""
 
 import json
 from dataclasses import dataclass
@@ -10,7 +24,7 @@ import yaml
 from sqlalchemy import Connection, insert, select
 
 from patron.domain.program import ProgramDocument, RewardKind
-from patron.services import announcements, outbox
+from patron.services import announcements, coupons, outbox, raffles
 from patron.services.errors import Conflict, Invalid, NotFound
 from patron.store.database import Database
 from patron.store.tables import campaign_budgets, program_versions, programs, reward_stock
@@ -40,6 +54,7 @@ class PublishedVersion:
     published_at: datetime
     published_by: str
     document: ProgramDocument
+    made: tuple[str, ...] = ()  # the coupon batches and raffles this publication made, described
 
 
 def create_program(db: Database, slug: str, *, now: datetime) -> int:
@@ -98,12 +113,17 @@ def publish(
             insert_or_ignore(
                 conn, campaign_budgets, [{"program_id": program, "campaign_id": c, "spent": 0} for c in budgeted]
             )
+        declared_by = f"program version {version}"
+        made = [
+            *coupons.declare_batches(conn, program, document.coupon_batches, actor=declared_by, now=now),
+            *raffles.declare(conn, program, document.raffles, actor=declared_by, now=now),
+        ]
         outbox.emit(
             conn,
             announcements.published(program, version=version, effective_from=start, published_by=actor, at=now),
             now=now,
         )
-        return PublishedVersion(slug, version, start, now, actor, document)
+        return PublishedVersion(slug, version, start, now, actor, document, tuple(made))
 
     return db.run(work)
 

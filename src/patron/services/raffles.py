@@ -1,12 +1,18 @@
 """Points raffles: members buy entries with points until the draw; the draw picks winners verifiably.
 
+A raffle is opened either by the program document (its `raffles` section, when a version declaring it is
+published: `declare`) or ad hoc over the API and the CLI (`create`). Either way its seed is drawn once, at that
+moment, and stays in the raffle's row: only its SHA-256 is shown until the draw, and no later version can change
+it (or any other term members bought entries on).
+
 Entries are spent points (available to the program's redeemed account, lots first-to-expire first). At the draw,
 losers get their points back when the raffle says so, as new lots with the expiry the spent points had.
 """
 
 import secrets
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, Row, func, insert, select, update
@@ -15,7 +21,8 @@ from patron.domain import raffles as draw_rules
 from patron.domain.coupons import CouponKind, Offer
 from patron.domain.engine import NewLot
 from patron.domain.ledger import Account, InsufficientPoints, Posting, plan_spend
-from patron.domain.program import Identifier, Reward, RewardKind
+from patron.domain.program import Identifier, Raffle, Reward, RewardKind
+from patron.domain.raffles import RAFFLE_TERMS, EntryCost, MaxEntries, Winners
 from patron.services import coupons, maintenance, outbox
 from patron.services import members as member_service
 from patron.services.errors import Conflict, InsufficientPointsError, Invalid, NotFound
@@ -38,9 +45,9 @@ class RaffleSpec(BaseModel):
 
     name: Identifier
     prize_reward_id: Identifier = Field(description="the catalog reward each winner receives")
-    winners: Annotated[int, Field(strict=True, gt=0, le=10_000)]
-    entry_cost: Annotated[int, Field(strict=True, gt=0, le=1_000_000_000, description="points per entry")]
-    max_entries_per_member: Annotated[int, Field(strict=True, gt=0, le=100_000)]
+    winners: Winners
+    entry_cost: EntryCost
+    max_entries_per_member: MaxEntries
     draws_at: AwareDatetime = Field(description="entries close at this moment; the draw can run from then on")
     refund_losers: bool = Field(default=False, description="give non-winners their points back at the draw")
 
@@ -96,7 +103,6 @@ def create(
 ) -> RaffleView:
     if spec.draws_at <= now:
         raise Invalid("draws_at must be in the future", field="draws_at")
-    seed = secrets.token_hex(32)
 
     def work(conn: Connection) -> RaffleView:
         program = cache.in_force(conn, program_id, now)
@@ -104,20 +110,67 @@ def create(
             raise Invalid(f"no reward {spec.prize_reward_id!r} in the program's catalog", field="prize_reward_id")
         if _find(conn, program_id, spec.name) is not None:
             raise Conflict(f"a raffle named {spec.name!r} exists", field="name")
-        conn.execute(
-            insert(raffles),
-            {
-                "program_id": program_id,
-                **spec.model_dump(),
-                "seed": seed,
-                "seed_hash": draw_rules.commitment(seed),
-                "created_by": actor,
-                "created_at": now,
-            },
-        )
+        _open(conn, program_id, spec.name, spec.model_dump(exclude={"name"}), actor=actor, now=now)
         return view(conn, program_id, spec.name)
 
     return db.run(work)
+
+
+def declare(conn: Connection, program_id: int, declared: Sequence[Raffle], *, actor: str, now: datetime) -> list[str]:
+    """Opens the declared raffles that do not exist yet, in the publishing transaction. One that exists (declared
+    by an earlier version, or made over the API) must keep every term: members bought entries on them. Returns
+    what was opened."""
+    opened = []
+    for index, raffle in enumerate(declared):
+        path = f"raffles.{index}"
+        existing = _find(conn, program_id, raffle.id)
+        if existing is not None:
+            for term in RAFFLE_TERMS:
+                was, declared_now = getattr(existing, term), getattr(raffle, term)
+                if was != declared_now:
+                    raise Invalid(
+                        f"raffle {raffle.id!r} was opened with {term} {_shown(was)}, not {_shown(declared_now)}: "
+                        "a raffle's terms cannot change once it is open (declare a new raffle)",
+                        field=f"{path}.{term}",
+                    )
+            continue
+        if raffle.draws_at <= now:
+            raise Invalid(
+                f"raffle {raffle.id!r} would draw at {raffle.draws_at.isoformat()}, before it opens: draws_at must be "
+                "in the future when a version first declares the raffle",
+                field=f"{path}.draws_at",
+            )
+        seed_hash = _open(
+            conn, program_id, raffle.id, raffle.model_dump(include=set(RAFFLE_TERMS)), actor=actor, now=now
+        )
+        opened.append(f"raffle {raffle.id!r}: drawn at {raffle.draws_at.isoformat()}, seed SHA-256 {seed_hash}")
+    return opened
+
+
+def _open(conn: Connection, program_id: int, name: str, terms: dict[str, Any], *, actor: str, now: datetime) -> str:
+    """Inserts the raffle with a new secret seed; returns the seed's SHA-256, the commitment to publish."""
+    seed = secrets.token_hex(32)
+    seed_hash = draw_rules.commitment(seed)
+    conn.execute(
+        insert(raffles),
+        {
+            "program_id": program_id,
+            "name": name,
+            **terms,
+            "seed": seed,
+            "seed_hash": seed_hash,
+            "created_by": actor,
+            "created_at": now,
+        },
+    )
+    return seed_hash
+
+
+def _shown(value: object) -> str:
+    """A term as the document writes it."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _find(conn: Connection, program_id: int, name: str, *, lock: bool = False, share: bool = False) -> AnyRow | None:

@@ -10,7 +10,7 @@ from patron.api.params import IdempotencyKey, answer_as_replay
 from patron.api.problems import responses
 from patron.api.runtime import RuntimeDep
 from patron.domain.carts import Cart
-from patron.domain.coupons import PATTERN, Offer
+from patron.domain.coupons import DEFAULT_PATTERN, MAX_BATCH, PATTERN, Offer
 from patron.domain.events import ExternalId
 from patron.domain.program import Identifier
 from patron.services import coupons
@@ -26,9 +26,9 @@ class BatchRequest(BaseModel):
 
     name: Identifier
     offer: Offer
-    count: Annotated[int, Field(strict=True, ge=1, le=coupons.MAX_BATCH)]
+    count: Annotated[int, Field(strict=True, ge=1, le=MAX_BATCH)]
     pattern: Annotated[str, Field(pattern=PATTERN, description="'#' marks a random character; at least 8")] = (
-        coupons.DEFAULT_PATTERN
+        DEFAULT_PATTERN
     )
 
 

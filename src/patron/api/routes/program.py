@@ -12,7 +12,7 @@ from patron.api.runtime import RuntimeDep
 from patron.api.text import RefuseNul
 from patron.domain.program import ProgramDocument
 from patron.services import programs
-from patron.services.errors import NotFound
+from patron.services.errors import Invalid, NotFound
 
 router = APIRouter(prefix="/v1/program", tags=["program"], responses=responses(401, 403))
 
@@ -72,19 +72,26 @@ def get_version(version: Annotated[int, Path(ge=1)], key: ReadKey, runtime: Runt
     "/versions",
     status_code=status.HTTP_201_CREATED,
     summary="Publish a new version (admin)",
-    description="An invalid document is a 422 whose errors name each field at fault, e.g. document.rules.0.when.",
+    description="An invalid document is a 422 whose errors name each field at fault, e.g. document.rules.0.when. "
+    "Coupon batches and raffles the version declares that do not exist yet are made (codes generated, a raffle's "
+    "seed drawn and its SHA-256 published); one that exists must keep its terms (a batch may raise its count), "
+    "else a 422 names the field, e.g. document.raffles.0.entry_cost, and nothing is published.",
     responses=responses(422),
     dependencies=[RefuseNul],
 )
 def publish(body: PublishRequest, key: AdminKey, runtime: RuntimeDep) -> VersionDetail:
-    published = programs.publish(
-        runtime.database,
-        key.program_id,
-        body.document,
-        actor=key.name,
-        now=runtime.now(),
-        effective_from=body.effective_from,
-    )
+    try:
+        published = programs.publish(
+            runtime.database,
+            key.program_id,
+            body.document,
+            actor=key.name,
+            now=runtime.now(),
+            effective_from=body.effective_from,
+        )
+    except Invalid as exc:
+        # The service names the field in the document (raffles.0.draws_at); here the document is in the body.
+        raise Invalid(exc.detail, field=None if exc.field is None else f"document.{exc.field}") from exc
     return _detail(published)
 
 
