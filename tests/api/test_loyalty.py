@@ -77,6 +77,17 @@ def test_a_full_stamp_card_shows_its_coupon(api):
     assert (grant["reward_id"], grant["source"]) == ("free-cup", "stamp_card:froyo")
 
 
+def test_the_stamp_cards_show_the_card_in_progress_and_the_completed_ones(api):
+    _publish(api)
+    assert api.get("/v1/members/m1/stamp-cards", key="read").json()[0]["stamps"] == 0
+    for n in (1, 2, 3):
+        _buy(api, n, "4.50")
+    (card,) = api.get("/v1/members/m1/stamp-cards", key="read").json()
+    assert (card["card"], card["stamps"], card["size"], card["completed"]) == ("froyo", 1, 2, 1)
+    assert card["expires_at"] is None  # the card has no expiry
+    assert api.get("/v1/members/nobody/stamp-cards", key="read").status_code == 404
+
+
 def test_the_birthday_job_over_http_is_idempotent(api):
     _publish(api)
     reply = api.put("/v1/members/bday", key="events", json={"birthday": "1990-01-07", "timezone": "Europe/Warsaw"})

@@ -12,6 +12,7 @@ from patron.api.params import MemberIdPath
 from patron.api.problems import responses
 from patron.api.runtime import RuntimeDep
 from patron.services import members, occasions, standing, tier_review
+from patron.services.standing import StampCardView
 from patron.services.views import GrantView, OccasionReportView, TierChangeView, TierReviewView
 
 router = APIRouter(tags=["loyalty"], responses=responses(401, 403))
@@ -35,6 +36,17 @@ def get_tier_changes(member_id: MemberIdPath, key: ReadKey, runtime: RuntimeDep)
 def get_grants(member_id: MemberIdPath, key: ReadKey, runtime: RuntimeDep) -> list[GrantView]:
     with runtime.database.read() as conn:
         return standing.grants(conn, members.require(conn, key.program_id, member_id).id)
+
+
+@router.get(
+    "/v1/members/{member_id}/stamp-cards",
+    summary="The member's stamp cards: stamps on the card in progress, its expiry, and how many were completed",
+    responses=responses(404),
+)
+def get_stamp_cards(member_id: MemberIdPath, key: ReadKey, runtime: RuntimeDep) -> list[StampCardView]:
+    with runtime.database.read() as conn:
+        member = members.require(conn, key.program_id, member_id)
+        return standing.stamp_cards(conn, key.program_id, member.id, now=runtime.now())
 
 
 class OccasionRun(BaseModel):
