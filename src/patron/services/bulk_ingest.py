@@ -36,9 +36,9 @@ from patron.services.errors import IdempotencyConflict, Invalid, NotFound, Servi
 from patron.services.hashing import request_fingerprint
 from patron.services.journal_text import journal_memo, journal_reference
 from patron.services.program_cache import ProgramCache
-from patron.services.views import Balance, EventReceipt, RuleResult
+from patron.services.views import EventReceipt, EventReceiptData, receipts_of
 from patron.store import ledger
-from patron.store.bulk import allocate_ids, insert_rows
+from patron.store.bulk import allocate_ids, insert_rows, rows_by_key
 from patron.store.sets import id_in, text_in
 from patron.store.tables import balances, events, journal, lots, members, orders, program_versions, rule_usage
 from patron.store.upsert import insert_or_add
@@ -64,7 +64,7 @@ class _Accepted:
     digest: str
     member: _Member
     decision: Decision
-    receipt: EventReceipt
+    receipt: EventReceiptData  # plain data until the batch is written: stored as it is, validated once after
     new_lot_ids: list[int] = field(default_factory=list)
 
 
@@ -98,8 +98,8 @@ def ingest_many(
             outcomes[index] = exc
     if accepted:
         _write(conn, program_id, accepted, batch_state, now)
-    for a in accepted:
-        outcomes[a.index] = (a.receipt, False)
+        for a, receipt in zip(accepted, receipts_of([a.receipt for a in accepted]), strict=True):
+            outcomes[a.index] = (receipt, False)
     for index, first in repeats:
         earlier_outcome = outcomes[first]
         outcomes[index] = (earlier_outcome[0], True) if isinstance(earlier_outcome, tuple) else earlier_outcome
@@ -123,6 +123,7 @@ class _BatchState:
         self.order_deltas: dict[str, tuple[Decimal, int]] = defaultdict(lambda: (Decimal(0), 0))
         self.order_times: dict[str, datetime] = {}
         self.versions: list[tuple[datetime, int]] = []
+        self.version_starts: list[datetime] = []
         self.next_lot_id = -1  # lots born in this batch get negative ids until they are written
         self.budget_limits: dict[str, int] = {}
         self.budgets: dict[str, int] = {}  # points left per budgeted campaign, carried through the batch
@@ -138,6 +139,7 @@ class _BatchState:
                 .order_by(program_versions.c.effective_from, program_versions.c.version)
             )
         ]
+        self.version_starts = [v[0] for v in self.versions]
         # Every member of the batch is locked, in id order, like every other change to points.
         external_ids = sorted({e.member_id for e in batch})
         found = conn.execute(
@@ -164,10 +166,12 @@ class _BatchState:
         # Only now, under the member locks: a concurrent delivery of one of these events held a lock until it
         # committed, and must be found here as a replay rather than judged again (its order already reported).
         event_ids = sorted({e.event_id for e in batch})
-        for row in conn.execute(
-            select(events.c.event_id, events.c.request_hash, events.c.response).where(
-                events.c.program_id == program_id, text_in(conn, events.c.event_id, event_ids)
-            )
+        for row in rows_by_key(
+            conn,
+            [events.c.event_id, events.c.request_hash, events.c.response],
+            where=events.c.program_id == program_id,
+            key=events.c.event_id,
+            values=event_ids,
         ):
             self.stored[row.event_id] = (row.request_hash, row.response)
         self._load_orders(batch)
@@ -188,10 +192,12 @@ class _BatchState:
         order_ids = sorted({e.order_id for e in batch if isinstance(e, (Purchase, Refund))})
         if not order_ids:
             return
-        for r in self.conn.execute(
-            select(orders).where(
-                orders.c.program_id == self.program_id, text_in(self.conn, orders.c.order_id, order_ids)
-            )
+        for r in rows_by_key(
+            self.conn,
+            list(orders.c),
+            where=orders.c.program_id == self.program_id,
+            key=orders.c.order_id,
+            values=order_ids,
         ):
             self.orders[r.order_id] = (
                 r.member_id,
@@ -254,7 +260,7 @@ class _BatchState:
             by_id[member_id].state = replace(by_id[member_id].state, lots=tuple(member_lots))
 
     def _program_at(self, at: datetime) -> CompiledProgram | None:
-        position = bisect_right([v[0] for v in self.versions], at)
+        position = bisect_right(self.version_starts, at)
         if position == 0:
             return None
         return self.cache.version(self.conn, self.program_id, self.versions[position - 1][1])
@@ -275,13 +281,18 @@ class _BatchState:
         if program is None:
             raise Invalid(f"no program version was in force at {event.occurred_at.isoformat()}", field="occurred_at")
         state = member.state
+        changes: dict[str, Any] = {}  # one replace for both: rebuilding the state is a cost per event
         if isinstance(event, (Purchase, Refund)):
             known = self.orders.get(event.order_id)
             if known is not None and known[0] != member.id:
                 raise Invalid(f"order {event.order_id!r} belongs to another member", field="order_id")
-            state = replace(state, order=known[1] if known else None)
+            order = known[1] if known else None
+            if state.order is not order:
+                changes["order"] = order
         if self.budgets:
-            state = replace(state, campaign_budgets=dict(self.budgets))
+            changes["campaign_budgets"] = dict(self.budgets)
+        if changes:
+            state = replace(state, **changes)
         try:
             decision = decide(program, state, event)
         except EventRejected as exc:
@@ -317,21 +328,22 @@ class _BatchState:
             elif not known[2]:
                 refunded, clawed = self.order_deltas[change.order_id]
                 self.order_deltas[change.order_id] = (refunded + change.refunded, clawed + change.clawed_back)
-        receipt = EventReceipt(
-            event_id=event.event_id,
-            member_id=event.member_id,
-            type=event.type,
-            program_version=decision.program_version,
-            points=decision.points,
-            pending_points=decision.pending_points,
-            transaction_id=None,
-            rules=[
-                RuleResult(rule_id=o.rule_id, fired=o.fired, points=o.points, reason=o.reason)
+        receipt: EventReceiptData = {
+            "event_id": event.event_id,
+            "member_id": event.member_id,
+            "type": event.type,
+            "program_version": decision.program_version,
+            "points": decision.points,
+            "pending_points": decision.pending_points,
+            "transaction_id": None,  # known once the batch's journal ids are drawn
+            "rules": [
+                {"rule_id": o.rule_id, "fired": o.fired, "points": o.points, "reason": o.reason}
                 for o in decision.outcomes
             ],
-            notes=list(decision.notes),
-            balance=Balance(available=member.available, pending=member.pending, owed=-member.debt),
-        )
+            "notes": list(decision.notes),
+            "balance": {"available": member.available, "pending": member.pending, "owed": -member.debt},
+            "dry_run": False,
+        }
         return _Accepted(index, event, digest, member, decision, receipt, new_lot_ids)
 
 
@@ -341,7 +353,7 @@ def _write(conn: Connection, program_id: int, accepted: list[_Accepted], state: 
     posting = [(a, row) for a, row in zip(accepted, event_rows, strict=True) if a.decision.postings]
     transaction_of = {a.index: t for (a, _), t in zip(posting, allocate_ids(conn, journal, len(posting)), strict=True)}
     for a in accepted:
-        a.receipt = a.receipt.model_copy(update={"transaction_id": transaction_of.get(a.index)})
+        a.receipt["transaction_id"] = transaction_of.get(a.index)
     insert_rows(
         conn,
         events,
@@ -354,7 +366,7 @@ def _write(conn: Connection, program_id: int, accepted: list[_Accepted], state: 
                 "type": a.event.type,
                 "occurred_at": a.event.occurred_at,
                 "request_hash": a.digest,
-                "response": a.receipt.model_dump(mode="json"),
+                "response": a.receipt,
                 "created_at": now,
             }
             for a, row in zip(accepted, event_rows, strict=True)

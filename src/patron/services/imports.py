@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, select, text
 from sqlalchemy.exc import IntegrityError
 
 from patron.domain.events import ExternalId, Purchase
@@ -31,7 +31,9 @@ from patron.services.errors import Invalid, ServiceError
 from patron.services.program_cache import ProgramCache
 from patron.services.views import EventReceipt
 from patron.store import members as member_rows
+from patron.store.bulk import allocate_ids, insert_rows, rows_by_key
 from patron.store.database import Database
+from patron.store.sets import text_in
 from patron.store.tables import balances, members
 
 BATCH_SIZE = 1_000  # events per transaction: large enough to amortise the commit, small enough to hold in memory
@@ -243,7 +245,9 @@ def _order_key(cells: Mapping[str, str]) -> str:
 def _unknown_members(conn: Connection, program_id: int, member_ids: set[str]) -> set[str]:
     wanted = sorted(member_ids)
     found = conn.execute(
-        select(members.c.external_id).where(members.c.program_id == program_id, members.c.external_id.in_(wanted))
+        select(members.c.external_id).where(
+            members.c.program_id == program_id, text_in(conn, members.c.external_id, wanted)
+        )
     ).scalars()
     return member_ids - set(found)
 
@@ -348,8 +352,8 @@ def import_members(
 
     `members.upsert` costs a transaction and a full read-back per member (about 50 s for CDNOW's 23,570 on
     SQLite), so rows are written a batch per transaction: one query finds who exists, new members and their zero
-    balances are inserted with one statement each. A batch that loses a race with another writer (a unique key
-    taken meanwhile) is redone a row at a time through `members.upsert`.
+    balances are inserted with one statement each, their ids drawn beforehand (`store.bulk`). A batch that loses
+    a race with another writer (a unique key taken meanwhile) is redone a row at a time through `members.upsert`.
     """
     report = ImportReport()
     iterator = iter(rows)
@@ -371,6 +375,10 @@ def import_members(
         report.rows += len(batch)
         if progress is not None:
             progress(len(batch))
+    if report.accepted and db.engine.dialect.name == "postgresql":
+        # Fresh statistics for the rows just written: without them PostgreSQL plans every look-up of a member
+        # as if the table were still empty (a scan of the program's members), until autovacuum gets round to it.
+        db.run(lambda conn: conn.execute(text("ANALYZE members, balances")))
     return report
 
 
@@ -380,8 +388,9 @@ def _write_members(
     ids = sorted({member_id for _, member_id, _ in parsed})
     stored = {
         row.external_id: (row.id, _stored_profile(row))
-        for row in conn.execute(
-            select(
+        for row in rows_by_key(
+            conn,
+            [
                 members.c.id,
                 members.c.external_id,
                 members.c.email,
@@ -389,7 +398,10 @@ def _write_members(
                 members.c.birthday,
                 members.c.locale,
                 members.c.attributes,
-            ).where(members.c.program_id == program_id, members.c.external_id.in_(ids))
+            ],
+            where=members.c.program_id == program_id,
+            key=members.c.external_id,
+            values=ids,
         )
     }
     known: dict[str, MemberProfile] = {external_id: profile for external_id, (_, profile) in stored.items()}
@@ -403,11 +415,17 @@ def _write_members(
         known[member_id] = final[member_id] = profile
     new = [(m, p) for m, p in final.items() if m not in stored]
     if new:
-        created = conn.execute(
-            insert(members).returning(members.c.id, sort_by_parameter_order=True),
-            [{"program_id": program_id, "external_id": m, **member_rows.new_profile_columns(p, now)} for m, p in new],
-        ).scalars()
-        conn.execute(insert(balances), [{"member_id": i, "available": 0, "pending": 0, "debt": 0} for i in created])
+        # Ids drawn first, so members and their zero balances go in as one JSON parameter each (store.bulk).
+        created = allocate_ids(conn, members, len(new))
+        insert_rows(
+            conn,
+            members,
+            [
+                {"id": i, "program_id": program_id, "external_id": m, **member_rows.new_profile_columns(p, now)}
+                for i, (m, p) in zip(created, new, strict=True)
+            ],
+        )
+        insert_rows(conn, balances, [{"member_id": i, "available": 0, "pending": 0, "debt": 0} for i in created])
     changed = sorted(stored[m][0] for m in final if m in stored)
     member_rows.lock_many(conn, changed)  # the lock every change to a member takes first
     for member_id, profile in final.items():

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from patron.domain.engine import CompiledProgram, Decision
 from patron.domain.progress import Progress
 from patron.services import outbox
 from patron.services.errors import Conflict
 from patron.services.redemptions import coupon_code
+from patron.store.bulk import upsert_rows
 from patron.store.progress import load, load_one
 from patron.store.tables import campaign_budgets, member_progress, reward_grants, tier_changes
 
@@ -147,13 +147,10 @@ def record(
 def _save_progress(conn: Connection, final_progress: dict[int, Progress], now: datetime) -> None:
     if not final_progress:
         return
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(member_progress)
-    statement = statement.on_conflict_do_update(
-        index_elements=["member_id"],
-        set_={"state": statement.excluded.state, "updated_at": statement.excluded.updated_at},
-    )
-    conn.execute(
-        statement,
+    upsert_rows(
+        conn,
+        member_progress,
         [{"member_id": m, "state": p.to_json(), "updated_at": now} for m, p in sorted(final_progress.items())],
+        keys=["member_id"],
+        replace=["state", "updated_at"],
     )

@@ -1,9 +1,9 @@
 """What services answer with: plain, JSON-ready models shared by the API, the CLI and stored replies."""
 
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypedDict
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 
 class Balance(BaseModel):
@@ -121,6 +121,47 @@ class EventReceipt(BaseModel):
     notes: list[str]
     balance: Balance
     dry_run: bool = False
+
+
+class RuleResultData(TypedDict):
+    rule_id: str
+    fired: bool
+    points: int
+    reason: str
+
+
+class BalanceData(TypedDict):
+    available: int
+    pending: int
+    owed: int
+
+
+class EventReceiptData(TypedDict):
+    """An EventReceipt as plain JSON-ready data, exactly as `EventReceipt.model_dump(mode="json")` gives it.
+
+    Batch ingest builds a thousand receipts a transaction: as plain dicts they cost a fraction of a model built,
+    copied and dumped each, and are stored as they are; `receipts_of` makes the models the callers get, in one
+    validation per receipt.
+    """
+
+    event_id: str
+    member_id: str
+    type: str
+    program_version: int
+    points: int
+    pending_points: int
+    transaction_id: int | None
+    rules: list[RuleResultData]
+    notes: list[str]
+    balance: BalanceData
+    dry_run: bool
+
+
+_RECEIPTS: TypeAdapter[list[EventReceipt]] = TypeAdapter(list[EventReceipt])
+
+
+def receipts_of(data: list[EventReceiptData]) -> list[EventReceipt]:
+    return _RECEIPTS.validate_python(data)
 
 
 class PostingView(BaseModel):
