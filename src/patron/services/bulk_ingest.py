@@ -124,6 +124,7 @@ class _BatchState:
         self.order_times: dict[str, datetime] = {}
         self.versions: list[tuple[datetime, int]] = []
         self.version_starts: list[datetime] = []
+        self.compiled: dict[int, CompiledProgram] = {}  # by version: asked for three times per event
         self.next_lot_id = -1  # lots born in this batch get negative ids until they are written
         self.budget_limits: dict[str, int] = {}
         self.budgets: dict[str, int] = {}  # points left per budgeted campaign, carried through the batch
@@ -263,7 +264,11 @@ class _BatchState:
         position = bisect_right(self.version_starts, at)
         if position == 0:
             return None
-        return self.cache.version(self.conn, self.program_id, self.versions[position - 1][1])
+        version = self.versions[position - 1][1]
+        found = self.compiled.get(version)
+        if found is None:
+            found = self.compiled[version] = self.cache.version(self.conn, self.program_id, version)
+        return found
 
     def replay_of(self, event: AnyEvent, digest: str) -> EventReceipt | None:
         stored = self.stored.get(event.event_id)

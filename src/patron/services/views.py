@@ -3,7 +3,7 @@
 from datetime import date, datetime
 from typing import Any, TypedDict
 
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 
 class Balance(BaseModel):
@@ -103,6 +103,8 @@ class MemberPage(BaseModel):
 
 
 class RuleResult(BaseModel):
+    model_config = ConfigDict(frozen=True)  # shared between the receipts of a batch (receipts_of)
+
     rule_id: str
     fired: bool
     points: int
@@ -161,7 +163,21 @@ _RECEIPTS: TypeAdapter[list[EventReceipt]] = TypeAdapter(list[EventReceipt])
 
 
 def receipts_of(data: list[EventReceiptData]) -> list[EventReceipt]:
-    return _RECEIPTS.validate_python(data)
+    """The receipts as models. Most rule results repeat from one receipt to the next (a rule that did not fire
+    says why in the same words for every event), so each distinct one is made once and shared: a model per rule
+    per event was most of the cost."""
+    shared: dict[tuple[str, bool, int, str], RuleResult] = {}
+    prepared = []
+    for receipt in data:
+        rules = []
+        for rule in receipt["rules"]:
+            key = (rule["rule_id"], rule["fired"], rule["points"], rule["reason"])
+            found = shared.get(key)
+            if found is None:
+                found = shared[key] = RuleResult.model_validate(rule)
+            rules.append(found)
+        prepared.append({**receipt, "rules": rules})
+    return _RECEIPTS.validate_python(prepared)
 
 
 class PostingView(BaseModel):
