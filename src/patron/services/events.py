@@ -1,7 +1,7 @@
 """Ingesting events: judge each by the program version in force when it occurred, post the decision once."""
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -36,7 +36,7 @@ from patron.services.views import Balance, EventReceipt, RuleResult
 from patron.store import ledger
 from patron.store.database import Database
 from patron.store.members import MemberRow
-from patron.store.tables import balances, events, member_progress, orders, rule_usage
+from patron.store.tables import balances, campaign_budgets, events, member_progress, orders, rule_usage
 from patron.store.tables import referrals as referral_rows
 from patron.store.upsert import insert_or_add
 
@@ -207,7 +207,17 @@ def _apply(
     if replayed is not None:
         return replayed, True
     program = cache.in_force_given(conn, program_id, event.occurred_at, latest=known.latest_version)
-    decision = _decide(conn, program_id, program, member, event, known)
+    state = _member_state(conn, program_id, program, member, event, known)
+    decision = _judge(program, state, event)
+    limits = progress_store.budget_limits([program], [event.occurred_at])
+    if _draws_on_budgets(decision, limits):
+        # Budgets were read without a lock, which would make every purchase of the program wait for every other
+        # while a budgeted campaign runs. Only a decision that draws on a budget locks it, and is taken again if
+        # another transaction spent from it meanwhile. Budgets only shrink, so a decision that drew on none
+        # would draw on none with the fresh figures either.
+        left = progress_store.lock_budgets(conn, program_id, limits)
+        if left != state.campaign_budgets:
+            decision = _judge(program, replace(state, campaign_budgets=left), event)
     # The event row goes in first: a concurrent duplicate for another member (another lock) blocks on its unique
     # key here, before any posting.
     event_row = conn.execute(
@@ -263,7 +273,7 @@ def _apply(
         program_id,
         [progress_store.Effects(member.id, event_row, event.occurred_at, decision)],
         {member.id: decision.progress} if decision.progress is not None else {},
-        progress_store.budget_limits([program], [event.occurred_at]),
+        limits,
         now=now,
     )
     outbox.emit(conn, announcements.event_ingested(program_id, member.id, event, decision, transaction_id), now=now)
@@ -280,10 +290,22 @@ def _decide(
     event: AnyEvent,
     known: _Known | None = None,
 ) -> Decision:
+    return _judge(program, _member_state(conn, program_id, program, member, event, known), event)
+
+
+def _judge(program: CompiledProgram, state: MemberState, event: AnyEvent) -> Decision:
     try:
-        return decide(program, _member_state(conn, program_id, program, member, event, known), event)
+        return decide(program, state, event)
     except EventRejected as exc:
         raise Invalid(exc.message, field=exc.field) from exc
+
+
+def _draws_on_budgets(decision: Decision, limits: dict[str, int]) -> bool:
+    """Whether a budgeted campaign spends from its budget or fires (one giving a reward alone spends no points)."""
+    if not limits:
+        return False
+    fired = {o.rule_id for o in decision.outcomes if o.fired}
+    return bool(decision.campaign_spend) or any(f"campaign:{c}" in fired for c in limits)
 
 
 def _member_state(
@@ -321,10 +343,23 @@ def _member_state(
         if isinstance(event, Refund):
             lots = tuple(ledger.open_lots(conn, member.id, statuses=(LotStatus.PENDING, LotStatus.AVAILABLE)))
     progress = Progress.from_json(known.progress) if program.tracks_progress else EMPTY_PROGRESS
-    budgets = progress_store.lock_budgets(
-        conn, program_id, progress_store.budget_limits([program], [event.occurred_at])
-    )
+    budgets = _budgets_left(conn, program_id, progress_store.budget_limits([program], [event.occurred_at]))
     return MemberState(member.external_id, member.attributes, usage, -known.debt, order, lots, progress, budgets)
+
+
+def _budgets_left(conn: Connection, program_id: int, limits: dict[str, int]) -> dict[str, int]:
+    """As progress.lock_budgets, without locking: the caller locks only if its decision draws on a budget."""
+    if not limits:
+        return {}
+    rows = conn.execute(_SPENT, {"program_id": program_id, "campaigns": sorted(limits)})
+    spent = {r.campaign_id: r.spent for r in rows}
+    return {c: max(limit - spent.get(c, 0), 0) for c, limit in limits.items()}
+
+
+_SPENT = select(campaign_budgets.c.campaign_id, campaign_budgets.c.spent).where(
+    campaign_budgets.c.program_id == bindparam("program_id"),
+    campaign_budgets.c.campaign_id.in_(bindparam("campaigns", expanding=True)),
+)
 
 
 def _record_usage(conn: Connection, member_id: int, decision: Decision) -> None:

@@ -74,7 +74,7 @@ def post_reading_balance(
     from the balance update itself rather than by a query more."""
     balanced([Posting(p.account, p.amount) for p in member_postings] + list(program_postings))
     transaction_id = conn.execute(
-        insert(journal).returning(journal.c.id),
+        _INSERT_JOURNAL,
         {
             "program_id": program_id,
             "member_id": member_id,
@@ -111,8 +111,14 @@ def post_reading_balance(
     if len(rows) > _BULK_ROWS:
         insert_postings(conn, program_id, [[transaction_id, r["member_id"], r["account"], r["amount"]] for r in rows])
     elif rows:
-        conn.execute(insert(postings), rows)
+        conn.execute(_INSERT_POSTINGS, rows)
     return int(transaction_id), move_balances(conn, member_postings)
+
+
+# Built once: a statement object reused keeps its cache key, so executing it skips building and keying it anew.
+_INSERT_JOURNAL = insert(journal).returning(journal.c.id)
+_INSERT_POSTINGS = insert(postings)
+_INSERT_LOTS = insert(lots)
 
 
 def member_postings(member_id: int, decided: Iterable[Posting]) -> tuple[list[MemberPosting], list[Posting]]:
@@ -147,7 +153,6 @@ def move_balances(conn: Connection, moves: Sequence[MemberPosting]) -> tuple[int
     return None
 
 
-# Built once: a statement object reused keeps its cache key, so executing it skips building and keying it anew.
 _MOVE_ONE = (
     update(balances)
     .where(balances.c.member_id == bindparam("moved_member"))
@@ -228,7 +233,7 @@ def add_lots(
         for lot in new
     ]
     if rows:
-        conn.execute(insert(lots), rows)
+        conn.execute(_INSERT_LOTS, rows)
 
 
 def debit_lots(conn: Connection, debits: Sequence[LotDebit]) -> None:
