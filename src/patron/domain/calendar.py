@@ -32,14 +32,17 @@ def _days_in_month(year: int, month: int) -> int:
     return (following - timedelta(days=1)).day
 
 
-def expires_at(policy: ExpiryPolicy, earned_at: datetime, zone: ZoneInfo) -> datetime | None:
-    """The first instant at which points earned at `earned_at` can no longer be spent."""
+def expires_at(
+    policy: ExpiryPolicy, earned_at: datetime, zone: ZoneInfo, local: datetime | None = None
+) -> datetime | None:
+    """The first instant at which points earned at `earned_at` can no longer be spent (`local`: the same instant
+    in `zone`, when the caller has it already)."""
     if isinstance(policy, ExpireAfter):
         if policy.days is not None:
             return earned_at + timedelta(days=policy.days)
-        return add_months(earned_at.astimezone(zone), policy.months or 0)
+        return add_months(earned_at.astimezone(zone) if local is None else local, policy.months or 0)
     if isinstance(policy, ExpireEndOfPeriod):
-        local = add_months(earned_at.astimezone(zone), policy.after_months)
+        local = add_months(earned_at.astimezone(zone) if local is None else local, policy.after_months)
         start_month = {"month": local.month, "quarter": (local.month - 1) // 3 * 3 + 1, "year": 1}[policy.period]
         length = {"month": 1, "quarter": 3, "year": 12}[policy.period]
         period_start = local.replace(month=start_month, day=1, hour=0, minute=0, second=0, microsecond=0)

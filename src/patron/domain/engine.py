@@ -47,12 +47,18 @@ class CompiledRule:
     rule: EarnRule
     when: Expression | None
     formula: Expression | None
+    # Worked out once rather than per event: the outcome when the condition is not met, the points of a fixed
+    # rule (multiplier and rounding applied), and whether its points wait the program's return window.
+    unmet: "RuleOutcome | None" = None
+    fixed_points: int | None = None
+    pending: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class CompiledCard:
     card: StampCard
     when: Expression
+    no_stamp: "RuleOutcome | None" = None  # the outcome for a purchase that earns no stamp
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +87,8 @@ class CompiledProgram:
     tracks_progress: bool = False
     progress_needs: frozenset[str] = frozenset()
     shared_bindings: frozenset[str] = frozenset()  # triggers whose events meet several expressions
+    # From the first campaign's start to the last one's end: outside it, no campaign can apply.
+    campaign_span: tuple[datetime, datetime] | None = None
 
     @classmethod
     def compile(cls, document: ProgramDocument, version: int) -> "CompiledProgram":
@@ -90,11 +98,30 @@ class CompiledProgram:
             return Expression.compile(source, allowed_variables=EXPRESSION_VARIABLES)
 
         by_trigger: dict[str, list[CompiledRule]] = {}
+        rounding = document.earning.rounding
         for rule in sorted(document.rules, key=lambda r: (r.priority, r.id)):
             formula = compiled(rule.points.expression) if isinstance(rule.points, Formula) else None
-            by_trigger.setdefault(rule.event, []).append(CompiledRule(rule, compiled(rule.when), formula))
+            when = compiled(rule.when)
+            by_trigger.setdefault(rule.event, []).append(
+                CompiledRule(
+                    rule,
+                    when,
+                    formula,
+                    None if when is None else RuleOutcome(rule.id, False, 0, f"condition not met: {rule.when}"),
+                    (
+                        rounding.to_points(Decimal(rule.points.fixed) * rule.multiplier)
+                        if isinstance(rule.points, Fixed)
+                        else None
+                    ),
+                    rule.waits_for_return_window and document.pending_days > 0,
+                )
+            )
         cards = tuple(
-            CompiledCard(card, Expression.compile(card.when, allowed_variables=EXPRESSION_VARIABLES))
+            CompiledCard(
+                card,
+                Expression.compile(card.when, allowed_variables=EXPRESSION_VARIABLES),
+                RuleOutcome(f"stamp_card:{card.id}", False, 0, f"no stamp: {card.when}"),
+            )
             for card in document.stamp_cards
         )
         campaigns = tuple(
@@ -130,6 +157,11 @@ class CompiledProgram:
             "references": any(rule.unique_by for rule in document.rules),
         }
         needs = frozenset(name for name, needed in wanted.items() if needed)
+        span = (
+            (min(c.starts_at for c in document.campaigns), max(c.ends_at for c in document.campaigns))
+            if document.campaigns
+            else None
+        )
         return cls(
             version,
             document,
@@ -141,6 +173,7 @@ class CompiledProgram:
             bool(needs),
             needs,
             shared,
+            span,
         )
 
 
@@ -305,7 +338,9 @@ def _decide_earn(program: CompiledProgram, member: MemberState, event: Purchase 
         progress, tier_changes = tiers.review(
             document.tiers, progress, event.occurred_at, program.zone, document.currency
         )
-    context = _LazyContext(event, member.member_id, member.attributes, progress, program, trigger)
+    # The event's moment in the program's time zone, converted once for everything that reads it.
+    local = event.occurred_at.astimezone(program.zone)
+    context = _LazyContext(event, local, member.member_id, member.attributes, progress, program, trigger)
     outcomes: list[RuleOutcome] = []
     usage: list[UsageIncrement] = []
     references: list[str] = []
@@ -324,21 +359,27 @@ def _decide_earn(program: CompiledProgram, member: MemberState, event: Purchase 
                 continue
         try:
             if compiled.when is not None and not context.holds(compiled.when):
-                outcomes.append(RuleOutcome(rule.id, False, 0, f"condition not met: {rule.when}"))
+                assert compiled.unmet is not None
+                outcomes.append(compiled.unmet)
                 continue
-            points = _rule_points(program, compiled, event, context)
+            points = compiled.fixed_points
+            if points is None:
+                points = _rule_points(program, compiled, event, context)
         except ExpressionError as exc:
             outcomes.append(RuleOutcome(rule.id, False, 0, f"expression failed: {exc}"))
             continue
-        points, cap_reason, increments = _apply_caps(program, rule, member.usage, event.occurred_at, points)
+        cap_reason = None
+        if rule.caps:
+            points, cap_reason, increments = _apply_caps(program, rule, member.usage, event.occurred_at, points)
         if points <= 0:
             outcomes.append(RuleOutcome(rule.id, False, 0, cap_reason or "earns 0 points"))
             continue
-        usage.extend(increments)
+        if rule.caps:
+            usage.extend(increments)
         if reference is not None:
             references.append(reference)
         outcomes.append(RuleOutcome(rule.id, True, points, cap_reason or "fired"))
-        if rule.waits_for_return_window and document.pending_days > 0:
+        if compiled.pending:
             pending_points += points
         else:
             immediate_points += points
@@ -350,7 +391,8 @@ def _decide_earn(program: CompiledProgram, member: MemberState, event: Purchase 
     campaign_spend: list[tuple[str, int]] = []
     if isinstance(event, Purchase) and (document.tiers is not None or program.campaigns):
         extra = _tier_bonus(program, progress, pending_points + immediate_points, outcomes)
-        if program.campaigns:
+        span = program.campaign_span
+        if span is not None and span[0] <= event.occurred_at < span[1]:
             extra += _campaigns(
                 program,
                 member,
@@ -374,7 +416,7 @@ def _decide_earn(program: CompiledProgram, member: MemberState, event: Purchase 
         )
         if document.tiers is not None:
             new_progress, upgrades = tiers.upgrade(
-                document.tiers, new_progress, event.occurred_at, program.zone, document.currency
+                document.tiers, new_progress, event.occurred_at, program.zone, document.currency, local
             )
             tier_changes.extend(upgrades)
         if new_progress is member.progress:
@@ -382,7 +424,7 @@ def _decide_earn(program: CompiledProgram, member: MemberState, event: Purchase 
 
     order_id = event.order_id if isinstance(event, Purchase) else None
     lots, postings, notes = _earn_postings(
-        program, member, event.occurred_at, order_id, pending_points, immediate_points
+        program, member, event.occurred_at, order_id, pending_points, immediate_points, local
     )
     if tier_changes:
         notes.extend(_tier_notes(document, tier_changes))
@@ -574,8 +616,9 @@ def _progress_after(
             if isinstance(score, int) and not isinstance(score, bool):
                 scores = {**scores, event.name: score}
     months, lifetime = progress.months, progress.lifetime
-    if "tally" in needs and tally != _NO_TALLY:
-        months, lifetime = tiers.tallied(progress, at, program.zone, tally)
+    # A purchase always counts (a visit); another event only when it earns points.
+    if "tally" in needs and (points or isinstance(event, Purchase)):
+        months, lifetime = tiers.tallied(progress, at, program.zone, tally, context.local)
     seen = progress.references | frozenset(references) if references else progress.references
     unchanged = (
         months is progress.months
@@ -603,9 +646,6 @@ def _progress_after(
     )
 
 
-_NO_TALLY = Tally()
-
-
 def _stamp(
     program: CompiledProgram,
     progress: Progress,
@@ -625,7 +665,8 @@ def _stamp(
         rule_id = f"stamp_card:{card.id}"
         try:
             if not context.holds(compiled.when):
-                outcomes.append(RuleOutcome(rule_id, False, 0, f"no stamp: {card.when}"))
+                assert compiled.no_stamp is not None
+                outcomes.append(compiled.no_stamp)
                 continue
         except ExpressionError as exc:
             outcomes.append(RuleOutcome(rule_id, False, 0, f"expression failed: {exc}"))
@@ -678,7 +719,8 @@ def _rule_points(program: CompiledProgram, compiled: CompiledRule, event: AnyEve
         assert isinstance(event, Purchase)  # the program document refuses per-unit points on other events
         rate = spec.per_currency_unit if isinstance(spec, PerCurrencyUnit) else program.document.earning.points_per_unit
         base = event.total * rate
-    return program.document.earning.rounding.to_points(base * rule.multiplier)
+    # Times one changes neither the value nor the rounding: most rules skip a Decimal product.
+    return program.document.earning.rounding.to_points(base if rule.multiplier == 1 else base * rule.multiplier)
 
 
 def _apply_caps(
@@ -714,9 +756,10 @@ def _earn_postings(
     order_id: str | None,
     pending_points: int,
     immediate_points: int,
+    local: datetime | None = None,
 ) -> tuple[list[NewLot], list[Posting], list[str]]:
     document = program.document
-    expiry = expires_at(document.expiry, occurred_at, program.zone)
+    expiry = expires_at(document.expiry, occurred_at, program.zone, local)
     lots: list[NewLot] = []
     postings = [Posting(Account.ISSUED, -(pending_points + immediate_points))]
     notes: list[str] = []
@@ -837,11 +880,23 @@ class _LazyContext:
     """Builds the expression variables only when an expression needs them (most purchases need none), and converts
     them for CEL only when an expression the fast path cannot answer needs that."""
 
-    __slots__ = ("_attributes", "_cel", "_event", "_member_id", "_program", "_progress", "_shape", "_shared", "_value")
+    __slots__ = (
+        "_attributes",
+        "_cel",
+        "_event",
+        "_member_id",
+        "_program",
+        "_progress",
+        "_shape",
+        "_shared",
+        "_value",
+        "local",
+    )
 
     def __init__(
         self,
         event: AnyEvent,
+        local: datetime,
         member_id: str,
         attributes: Mapping[str, Any],
         progress: Progress,
@@ -849,6 +904,7 @@ class _LazyContext:
         trigger: str,
     ) -> None:
         self._event, self._member_id, self._attributes = event, member_id, attributes
+        self.local = local  # the event's moment in the program's time zone
         self._progress, self._program = progress, program
         self._shape = program.context_shapes.get(trigger, {})
         self._shared = trigger in program.shared_bindings
@@ -856,7 +912,7 @@ class _LazyContext:
         self._cel: Variables | None = None
 
     def holds(self, expression: Expression) -> bool:
-        return expression.holds(self.value, self.for_cel)
+        return expression.holds(self._value if self._value is not None else self.value, self.for_cel)
 
     def for_cel(self) -> Variables:
         if self._cel is None:
@@ -886,7 +942,7 @@ class _LazyContext:
     def _engine_fields(self, wanted: frozenset[str] | None) -> dict[str, Any]:
         """The event fields that need the program's time zone or the member's progress, each worked out once."""
         names = _ENGINE_EVENT_FIELDS if wanted is None else wanted & _ENGINE_EVENT_FIELDS
-        local = self._event.occurred_at.astimezone(self._program.zone)
+        local = self.local
         categories: list[str] | None = None
         found: dict[str, Any] = {}
         for name in names:

@@ -89,6 +89,8 @@ def rule_trigger(event: Purchase | Refund | Signup | Custom) -> str:
 
 
 def _purchase_lines(event: Purchase) -> list[dict[str, Any]]:
+    if not event.lines:
+        return []
     return [
         {
             "sku": line.sku,

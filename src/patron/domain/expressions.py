@@ -7,7 +7,7 @@ import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import cel
 
@@ -173,28 +173,37 @@ Check = Callable[[Mapping[str, Any]], bool]
 
 def _comparison(path: tuple[str, ...], sized: bool, op: str, literal: int | str | bool) -> Check:
     compare = _OPERATORS[op]
+    root, keys = path[0], path[1:]
     if isinstance(literal, bool):
         wanted: type = bool
     elif isinstance(literal, int):
         wanted = int
     else:
         wanted = str
+    numeric = wanted is int
 
+    # The lookup is written out here rather than calling _lookup: this runs several times per event.
     def check(variables: Mapping[str, Any]) -> bool:
-        value = _lookup(variables, path)
+        try:
+            value = variables[root]
+        except KeyError:
+            raise _Undecided from None  # an undeclared variable: CEL's own words for it
+        for key in keys:
+            if type(value) is not dict:
+                raise _Undecided
+            try:
+                value = value[key]
+            except KeyError:
+                raise _Missing(key) from None
         if sized:
             if type(value) is not list and type(value) is not dict:
                 raise _Undecided
             value = len(value)
-        if type(value) is not wanted or (wanted is int and not _fits_int64(value)):
+        if type(value) is not wanted or (numeric and not _INT64_MIN <= cast(int, value) <= _INT64_MAX):
             raise _Undecided
         return compare(value, literal)
 
     return check
-
-
-def _fits_int64(value: Any) -> bool:
-    return bool(_INT64_MIN <= value <= _INT64_MAX)
 
 
 _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
@@ -209,16 +218,22 @@ _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
 
 def _all_of(parts: list[Check]) -> Check:
     def check(variables: Mapping[str, Any]) -> bool:
-        results = [part(variables) for part in parts]  # every part, so an undecided one is never skipped
-        return all(results)
+        answer = True
+        for part in parts:  # every part, so an undecided one is never skipped
+            if not part(variables):
+                answer = False
+        return answer
 
     return check
 
 
 def _any_of(parts: list[Check]) -> Check:
     def check(variables: Mapping[str, Any]) -> bool:
-        results = [part(variables) for part in parts]
-        return any(results)
+        answer = False
+        for part in parts:
+            if part(variables):
+                answer = True
+        return answer
 
     return check
 

@@ -37,20 +37,26 @@ def advance(state: MemberState, event: AnyEvent, decision: Decision, new_lot_id:
         lots = tuple(replace(lot, remaining=lot.remaining - taken[lot.id]) if lot.id in taken else lot for lot in lots)
         lots = tuple(lot for lot in lots if lot.remaining > 0)
     if decision.new_lots:
-        lots += tuple(
-            Lot(
-                new_lot_id(),
-                new.points,
-                new.points,
-                LotStatus.PENDING if new.pending else LotStatus.AVAILABLE,
-                event.occurred_at,
-                new.expires_at,
-                new.order_id,
-                new.available_at,
+        added = []
+        for new in decision.new_lots:
+            status = LotStatus.PENDING if new.pending else LotStatus.AVAILABLE
+            added.append(
+                Lot(
+                    new_lot_id(),
+                    new.points,
+                    new.points,
+                    status,
+                    event.occurred_at,
+                    new.expires_at,
+                    new.order_id,
+                    new.available_at,
+                )
             )
-            for new in decision.new_lots
-        )
-    owed = state.owed - sum(p.amount for p in decision.postings if p.account is Account.DEBT)
+        lots = (*lots, *added)
+    owed = state.owed
+    for posting in decision.postings:
+        if posting.account is Account.DEBT:
+            owed -= posting.amount
     progress = state.progress if decision.progress is None else decision.progress
     # Built directly rather than with dataclasses.replace, which costs more than the decision on a hot path.
     return MemberState(state.member_id, state.attributes, usage, owed, None, lots, progress, state.campaign_budgets)

@@ -55,9 +55,12 @@ def add_tally(progress: Progress, moment: datetime, zone: ZoneInfo, tally: Tally
     return replace(progress, months=months, lifetime=lifetime)
 
 
-def tallied(progress: Progress, moment: datetime, zone: ZoneInfo, tally: Tally) -> tuple[dict[str, Tally], Tally]:
-    """The months and lifetime tallies with `tally` counted in the month of `moment`."""
-    local = moment.astimezone(zone)
+def tallied(
+    progress: Progress, moment: datetime, zone: ZoneInfo, tally: Tally, local: datetime | None = None
+) -> tuple[dict[str, Tally], Tally]:
+    """The months and lifetime tallies with `tally` counted in the month of `moment` (`local`: the same moment in
+    `zone`, when the caller has it already)."""
+    local = moment.astimezone(zone) if local is None else local
     key = f"{local.year:04d}-{local.month:02d}"
     months = dict(progress.months)
     if key not in months:
@@ -93,12 +96,14 @@ def _months_before(moment_local: datetime, count: int, *, including: bool) -> se
     return {f"{m.year:04d}-{m.month:02d}" for m in (add_months(first, -i) for i in offsets)}
 
 
-def window_value(tiers: Tiers, progress: Progress, at: datetime, zone: ZoneInfo) -> Decimal:
+def window_value(
+    tiers: Tiers, progress: Progress, at: datetime, zone: ZoneInfo, local: datetime | None = None
+) -> Decimal:
     """What counts towards a tier now: the current calendar year, the last 12 months (this one included) or all."""
     metric = tiers.qualify_on
     if tiers.window is TierWindow.LIFETIME:
         return measure(progress.lifetime, metric)
-    local = at.astimezone(zone)
+    local = at.astimezone(zone) if local is None else local
     if tiers.window is TierWindow.CALENDAR_YEAR:
         year = f"{local.year:04d}"
         inside = [v for k, v in progress.months.items() if k[:4] == year]
@@ -130,12 +135,12 @@ def amount(tiers: Tiers, value: Decimal, currency: str) -> str:
 
 
 def upgrade(
-    tiers: Tiers, progress: Progress, at: datetime, zone: ZoneInfo, currency: str
+    tiers: Tiers, progress: Progress, at: datetime, zone: ZoneInfo, currency: str, local: datetime | None = None
 ) -> tuple[Progress, list[TierChange]]:
     """Raises the tier as soon as the current window reaches a higher threshold (levels may be skipped)."""
     if tiers.rank(progress.tier) == len(tiers.levels):
         return progress, []  # already at the top
-    value = window_value(tiers, progress, at, zone)
+    value = window_value(tiers, progress, at, zone, local)
     reached = None
     for level in tiers.levels:
         if value >= level.threshold:
