@@ -1,12 +1,14 @@
 """Stamp cards (buy 9 frozen-yogurt cups, the 10th is free) and engagement events deduplicated by their external
 reference (a post URL, a review id)."""
 
+import json
 from datetime import timedelta
 
 import pytest
 from pydantic import ValidationError
 
 from patron.domain.engine import decide
+from patron.domain.progress import Progress, Stamp
 from patron.domain.replay import Replay
 from tests.unit.factories import T, custom, document, member, program, purchase, refund
 
@@ -111,6 +113,80 @@ def test_a_partial_refund_keeps_the_stamp():
     replay.apply(purchase("9.00", order_id="o1", lines=(CUP, CUP)))
     replay.apply(refund("1.00", order_id="o1", at=T + timedelta(days=1)))
     assert replay.members["m1"].progress.cards["froyo"].count == 1
+
+
+def stamp_reasons(decision):
+    return [o.reason for o in decision.outcomes if o.rule_id == "stamp_card:froyo"]
+
+
+def test_refunding_the_lines_that_earned_the_stamp_removes_it():
+    replay = Replay(froyo())
+    buy(replay, 1)
+    replay.apply(purchase("16.50", order_id="o2", lines=(CUP, CD), at=T + timedelta(hours=2)))
+    decision = replay.apply(refund(order_id="o2", lines=(CUP,), at=T + timedelta(days=1)))
+    assert stamp_reasons(decision) == [
+        "1 stamp(s) of the refunded order removed: what remains of the order no longer meets "
+        'event.lines.exists(l, l.category == "frozen-yogurt")'
+    ]
+    assert replay.members["m1"].progress.cards["froyo"].count == 1
+
+
+def test_refunding_other_lines_keeps_the_stamp():
+    replay = Replay(froyo())
+    replay.apply(purchase("16.50", order_id="o1", lines=(CUP, CD)))
+    decision = replay.apply(refund(order_id="o1", lines=(CD,), at=T + timedelta(days=1)))
+    assert stamp_reasons(decision) == [
+        '1 stamp(s) kept: what remains of the order still meets event.lines.exists(l, l.category == "frozen-yogurt")'
+    ]
+    assert replay.members["m1"].progress.cards["froyo"].count == 1
+
+
+def test_the_stamp_goes_with_the_last_qualifying_item_over_several_refunds():
+    replay = Replay(froyo())
+    replay.apply(purchase("21.00", order_id="o1", lines=({**CUP, "quantity": 2}, CD)))
+    replay.apply(refund(order_id="o1", lines=(CUP,), at=T + timedelta(days=1)))
+    assert replay.members["m1"].progress.cards["froyo"].count == 1  # one cup is left
+    replay.apply(refund(order_id="o1", lines=(CUP,), at=T + timedelta(days=2)))
+    assert replay.members["m1"].progress.cards["froyo"].count == 0
+
+
+def test_a_partial_refund_by_amount_keeps_the_stamp_and_says_why():
+    replay = Replay(froyo())
+    replay.apply(purchase("16.50", order_id="o1", lines=(CUP, CD)))
+    decision = replay.apply(refund("4.50", order_id="o1", at=T + timedelta(days=1)))
+    assert stamp_reasons(decision) == [
+        "1 stamp(s) kept: a partial refund by amount does not say which items came back; "
+        "the stamps go only when the whole order is refunded"
+    ]
+    assert replay.members["m1"].progress.cards["froyo"].count == 1
+
+
+def test_a_stamp_judged_again_sees_the_purchase_time_not_the_refund_time():
+    card = froyo(when='event.local_hour < 12 && event.lines.exists(l, l.category == "frozen-yogurt")')
+    replay = Replay(card)
+    morning = T - timedelta(hours=2)  # 10:00 UTC, the program's zone
+    replay.apply(purchase("16.50", order_id="o1", lines=(CUP, CD), at=morning))
+    replay.apply(refund(order_id="o1", lines=(CD,), at=T + timedelta(hours=6)))  # refunded at 18:00
+    assert replay.members["m1"].progress.cards["froyo"].count == 1
+
+
+def test_a_partial_refund_by_lines_cannot_take_a_stamp_back_from_a_completed_card():
+    replay = Replay(froyo(size=2))
+    buy(replay, 1)
+    replay.apply(purchase("16.50", order_id="o2", lines=(CUP, CD), at=T + timedelta(hours=2)))  # completes it
+    decision = replay.apply(refund(order_id="o2", lines=(CUP,), at=T + timedelta(days=1)))
+    assert stamp_reasons(decision) == []
+    assert replay.members["m1"].progress.cards["froyo"].count == 0
+
+
+def test_stamps_keep_their_order_through_the_stored_progress():
+    replay = Replay(froyo())
+    replay.apply(purchase("16.50", order_id="o1", lines=(CUP, CD)))
+    progress = replay.members["m1"].progress
+    assert Progress.from_json(json.loads(json.dumps(progress.to_json()))) == progress
+    assert Progress.from_json({"cards": {"froyo": {"started_at": T.isoformat(), "stamps": [["o0", 1]]}}}).cards[
+        "froyo"
+    ].stamps == (Stamp("o0", 1),)
 
 
 def test_a_refund_cannot_take_a_stamp_back_from_a_completed_card():

@@ -13,7 +13,15 @@ from zoneinfo import ZoneInfo
 
 from patron.domain import tiers
 from patron.domain.calendar import expires_at, period_key
-from patron.domain.events import Custom, Purchase, Refund, Signup, as_expression_context, rule_trigger
+from patron.domain.events import (
+    Custom,
+    OrderLine,
+    Purchase,
+    Refund,
+    Signup,
+    as_expression_context,
+    rule_trigger,
+)
 from patron.domain.expressions import Bindings, Expression, ExpressionError, Variables
 from patron.domain.ledger import Account, Lot, LotDebit, LotStatus, Posting, balanced, spending_order, take_from
 from patron.domain.program import (
@@ -27,7 +35,7 @@ from patron.domain.program import (
     RefundShortfall,
     StampCard,
 )
-from patron.domain.progress import EMPTY, OpenCard, Progress, Stamp, Tally
+from patron.domain.progress import EMPTY, OpenCard, Progress, Stamp, StampedLine, StampedOrder, Tally
 from patron.domain.tiers import TierChange
 
 AnyEvent = Purchase | Refund | Signup | Custom
@@ -696,16 +704,23 @@ def _stamp(
             )
         if completed:
             # The stamps that overflowed start the new card; a refund can no longer take back the full card's.
-            current = OpenCard(at, (Stamp(event.order_id, count),) if count else ())
+            current = OpenCard(at, (Stamp(event.order_id, count, _stamped_order(event)),) if count else ())
             reasons.append(
                 f"card complete ({completed}x): reward {card.reward!r}; {count} of {card.size} on the new card"
             )
         else:
-            current = OpenCard(current.started_at, (*current.stamps, Stamp(event.order_id, card.stamps)))
+            current = OpenCard(
+                current.started_at, (*current.stamps, Stamp(event.order_id, card.stamps, _stamped_order(event)))
+            )
             reasons.append(f"{card.stamps} stamp(s): {count} of {card.size}")
         cards[card.id] = current
         outcomes.append(RuleOutcome(rule_id, True, 0, "; ".join(reasons)))
     return cards
+
+
+def _stamped_order(event: Purchase) -> StampedOrder:
+    lines = tuple(StampedLine(line.sku, line.category, line.quantity, line.unit_price) for line in event.lines)
+    return StampedOrder(event.occurred_at, event.total, lines, event.channel, event.store)
 
 
 def _rule_points(program: CompiledProgram, compiled: CompiledRule, event: AnyEvent, context: "_LazyContext") -> int:
@@ -826,7 +841,7 @@ def _decide_refund(program: CompiledProgram, member: MemberState, event: Refund)
     tier_changes: list[TierChange] = []
     if program.tracks_progress:
         progress, tier_changes = _progress_after_refund(
-            program, member.progress, event, clawback, refunded_after >= order.total, outcomes
+            program, member, event, clawback, refunded_after >= order.total, outcomes
         )
         if progress is member.progress:
             progress = None  # unchanged: nothing to write
@@ -847,33 +862,149 @@ def _decide_refund(program: CompiledProgram, member: MemberState, event: Refund)
 
 def _progress_after_refund(
     program: CompiledProgram,
-    progress: Progress,
+    member: MemberState,
     event: Refund,
     clawback: int,
     in_full: bool,
     outcomes: list[RuleOutcome],
 ) -> tuple[Progress, list[TierChange]]:
     """A refund takes back what the order counted towards tiers (never demoting at once: downgrades wait for the
-    window's end), and, when the order is refunded in full, the stamps it put on cards not yet complete."""
+    window's end), and the stamps it put on cards not yet complete when what remains of it no longer earns them."""
     document = program.document
+    progress = member.progress
     changes: list[TierChange] = []
     if document.tiers is not None:
         progress, changes = tiers.review(document.tiers, progress, event.occurred_at, program.zone, document.currency)
-    if in_full and progress.cards:
-        cards = dict(progress.cards)
-        for card_id, card in progress.cards.items():
-            kept = tuple(s for s in card.stamps if s.order_id != event.order_id)
-            if len(kept) != len(card.stamps):
-                removed = card.count - sum(s.count for s in kept)
-                cards[card_id] = OpenCard(card.started_at, kept)
-                outcomes.append(
-                    RuleOutcome(f"stamp_card:{card_id}", True, 0, f"{removed} stamp(s) of the refunded order removed")
-                )
+    if progress.cards:
+        cards = _stamps_after_refund(program, member, progress, event, in_full, outcomes)
         if cards != progress.cards:
             progress = replace(progress, cards=cards)
     if "tally" in program.progress_needs:
         progress = tiers.add_tally(progress, event.occurred_at, program.zone, Tally(-clawback, -event.refunded, 0))
     return progress, changes
+
+
+def _stamps_after_refund(
+    program: CompiledProgram,
+    member: MemberState,
+    progress: Progress,
+    event: Refund,
+    in_full: bool,
+    outcomes: list[RuleOutcome],
+) -> dict[str, OpenCard]:
+    """The open cards after a refund of an order that earned stamps on them.
+
+    Refunded in full, the order loses its stamps. Refunded by lines, the card's condition is judged again on what
+    remains of the order (its lines less the refunded ones, its total less the refund, at the time of purchase):
+    the stamps go when it no longer holds. Refunded by amount only, nothing says which items came back, so the
+    stamps stay until the order is refunded in full. A completed card is never touched: its reward was given, and
+    its stamps are no longer on the member's cards.
+    """
+    cards = dict(progress.cards)
+    conditions = {compiled.card.id: compiled for compiled in program.cards}
+    for card_id, card in progress.cards.items():
+        own = [s for s in card.stamps if s.order_id == event.order_id]
+        if not own:
+            continue
+        rule_id = f"stamp_card:{card_id}"
+        removed = sum(s.count for s in own)
+        kept = tuple(s for s in card.stamps if s.order_id != event.order_id)
+        if in_full:
+            cards[card_id] = OpenCard(card.started_at, kept)
+            outcomes.append(RuleOutcome(rule_id, True, 0, f"{removed} stamp(s) of the refunded order removed"))
+            continue
+        compiled = conditions.get(card_id)
+        if not event.lines or compiled is None or any(s.order is None for s in own):
+            remains = [_after_refund(s, event) for s in own]
+            cards[card_id] = OpenCard(card.started_at, _replaced(card.stamps, own, remains))
+            outcomes.append(
+                RuleOutcome(
+                    rule_id,
+                    False,
+                    0,
+                    f"{removed} stamp(s) kept: a partial refund by amount does not say which items came back; "
+                    "the stamps go only when the whole order is refunded",
+                )
+            )
+            continue
+        remains = [_after_refund(s, event) for s in own]
+        verdict = _still_earns(program, member, progress, compiled, event, remains[0])
+        if verdict is None:
+            cards[card_id] = OpenCard(card.started_at, _replaced(card.stamps, own, remains))
+            outcomes.append(
+                RuleOutcome(
+                    rule_id,
+                    False,
+                    0,
+                    f"{removed} stamp(s) kept: what remains of the order still meets {compiled.card.when}",
+                )
+            )
+        else:
+            cards[card_id] = OpenCard(card.started_at, kept)
+            outcomes.append(
+                RuleOutcome(rule_id, True, 0, f"{removed} stamp(s) of the refunded order removed: {verdict}")
+            )
+    return cards
+
+
+def _after_refund(stamp: Stamp, event: Refund) -> Stamp:
+    """The stamp with its order less the refund: fewer items of the refunded lines' products, a smaller total."""
+    order = stamp.order
+    if order is None:
+        return stamp
+    returned: dict[str, int] = {}
+    for refunded in event.lines:
+        returned[refunded.sku] = returned.get(refunded.sku, 0) + refunded.quantity
+    lines = []
+    for line in order.lines:
+        taken = min(returned.get(line.sku, 0), line.quantity)
+        if taken:
+            returned[line.sku] -= taken
+        if line.quantity > taken:
+            lines.append(StampedLine(line.sku, line.category, line.quantity - taken, line.unit_price))
+    total = max(order.total - event.refunded, Decimal(0))
+    return Stamp(stamp.order_id, stamp.count, StampedOrder(order.at, total, tuple(lines), order.channel, order.store))
+
+
+def _replaced(stamps: tuple[Stamp, ...], old: list[Stamp], new: list[Stamp]) -> tuple[Stamp, ...]:
+    swap = {id(before): after for before, after in zip(old, new, strict=True)}
+    return tuple(swap.get(id(stamp), stamp) for stamp in stamps)
+
+
+def _still_earns(
+    program: CompiledProgram,
+    member: MemberState,
+    progress: Progress,
+    compiled: CompiledCard,
+    event: Refund,
+    stamp: Stamp,
+) -> str | None:
+    """None when what remains of the stamped order still meets the card's condition; else why it does not."""
+    order = stamp.order
+    assert order is not None
+    if not order.lines:
+        return "no item of the order is left"
+    remaining = Purchase(
+        event_id=event.event_id,
+        member_id=event.member_id,
+        occurred_at=order.at,
+        order_id=event.order_id,
+        total=order.total,
+        lines=tuple(
+            OrderLine(sku=line.sku, category=line.category, quantity=line.quantity, unit_price=line.unit_price)
+            for line in order.lines
+        ),
+        channel=order.channel,
+        store=order.store,
+    )
+    local = order.at.astimezone(program.zone)
+    context = _LazyContext(remaining, local, member.member_id, member.attributes, progress, program, "purchase")
+    try:
+        if context.holds(compiled.when):
+            return None
+    except ExpressionError:
+        return None  # a condition that cannot be judged takes nothing back
+    return f"what remains of the order no longer meets {compiled.card.when}"
 
 
 class _LazyContext:

@@ -25,9 +25,30 @@ class Tally:
 
 
 @dataclass(frozen=True, slots=True)
+class StampedLine:
+    sku: str
+    category: str
+    quantity: int
+    unit_price: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class StampedOrder:
+    """The purchase a stamp was given for, as the card's condition saw it (less what was refunded since), so a
+    partial refund can judge the condition again on what remains of the order."""
+
+    at: datetime
+    total: Decimal
+    lines: tuple[StampedLine, ...] = ()
+    channel: str = ""
+    store: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Stamp:
     order_id: str
     count: int
+    order: StampedOrder | None = None  # None for stamps recorded before orders were kept with them
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +85,7 @@ class Progress:
             "months": {k: _tally(v) for k, v in sorted(self.months.items())},
             "lifetime": _tally(self.lifetime),
             "cards": {
-                k: {"started_at": _time(c.started_at), "stamps": [[s.order_id, s.count] for s in c.stamps]}
+                k: {"started_at": _time(c.started_at), "stamps": [_stamp(s) for s in c.stamps]}
                 for k, c in sorted(self.cards.items())
             },
             "categories": dict(self.categories),
@@ -85,7 +106,7 @@ class Progress:
             months={k: _parse_tally(v) for k, v in data.get("months", {}).items()},
             lifetime=_parse_tally(data.get("lifetime", {})),
             cards={
-                k: OpenCard(datetime.fromisoformat(c["started_at"]), tuple(Stamp(o, n) for o, n in c["stamps"]))
+                k: OpenCard(datetime.fromisoformat(c["started_at"]), tuple(_parse_stamp(s) for s in c["stamps"]))
                 for k, c in data.get("cards", {}).items()
             },
             categories=dict(data.get("categories", {})),
@@ -110,6 +131,43 @@ def _time(moment: datetime | None) -> str | None:
 
 def _parse_time(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
+
+
+def _stamp(stamp: Stamp) -> list[Any]:
+    if stamp.order is None:
+        return [stamp.order_id, stamp.count]
+    order = stamp.order
+    return [
+        stamp.order_id,
+        stamp.count,
+        {
+            "at": order.at.isoformat(),
+            "total": str(order.total),
+            "lines": [[line.sku, line.category, line.quantity, str(line.unit_price)] for line in order.lines],
+            "channel": order.channel,
+            "store": order.store,
+        },
+    ]
+
+
+def _parse_stamp(data: list[Any]) -> Stamp:
+    if len(data) == 2:  # written before stamps kept their order
+        return Stamp(data[0], data[1])
+    order_id, count, order = data
+    return Stamp(
+        order_id,
+        count,
+        StampedOrder(
+            datetime.fromisoformat(order["at"]),
+            Decimal(order["total"]),
+            tuple(
+                StampedLine(sku, category, quantity, Decimal(price))
+                for sku, category, quantity, price in order["lines"]
+            ),
+            order.get("channel", ""),
+            order.get("store", ""),
+        ),
+    )
 
 
 def _tally(tally: Tally) -> dict[str, Any]:
