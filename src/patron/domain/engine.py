@@ -365,11 +365,16 @@ def _decide_earn(program: CompiledProgram, member: MemberState, event: Purchase 
             if refusal is not None:
                 outcomes.append(RuleOutcome(rule.id, False, 0, refusal))
                 continue
-        try:
-            if compiled.when is not None and not context.holds(compiled.when):
+        if compiled.when is not None:
+            verdict = context.verdict(compiled.when)
+            if verdict is not True:
                 assert compiled.unmet is not None
-                outcomes.append(compiled.unmet)
+                failed = isinstance(verdict, str)
+                outcomes.append(
+                    RuleOutcome(rule.id, False, 0, f"expression failed: {verdict}") if failed else compiled.unmet
+                )
                 continue
+        try:
             points = compiled.fixed_points
             if points is None:
                 points = _rule_points(program, compiled, event, context)
@@ -1044,6 +1049,9 @@ class _LazyContext:
 
     def holds(self, expression: Expression) -> bool:
         return expression.holds(self._value if self._value is not None else self.value, self.for_cel)
+
+    def verdict(self, expression: Expression) -> bool | str:
+        return expression.verdict(self._value if self._value is not None else self.value, self.for_cel)
 
     def for_cel(self) -> Variables:
         if self._cel is None:

@@ -74,6 +74,14 @@ class Expression:
     def holds(self, variables: Mapping[str, Any], for_cel: Callable[[], Variables]) -> bool:
         """Whether the condition holds: on `variables` by the fast path when it can answer, else by CEL on
         `for_cel()` (the same variables, perhaps already converted for CEL)."""
+        verdict = self.verdict(variables, for_cel)
+        if isinstance(verdict, str):
+            raise ExpressionError(verdict)
+        return verdict
+
+    def verdict(self, variables: Mapping[str, Any], for_cel: Callable[[], Variables]) -> bool | str:
+        """As `holds`, with a failure given as its message rather than raised: a member without the attribute a
+        condition reads fails it on every event, and raising costs more than the rest of the check."""
         fast = self.fast
         if fast is not None:
             try:
@@ -81,10 +89,13 @@ class Expression:
             except _Missing as missing:
                 if fast.single:
                     # What CEL says of a missing key, without converting the variables for it
-                    raise ExpressionError(f"{self.source!r}: {KeyError(missing.key)}") from None
+                    return f"{self.source!r}: {KeyError(missing.key)}"
             except _Undecided:
                 pass
-        return self._cel_is_true(for_cel())
+        try:
+            return self._cel_is_true(for_cel())
+        except ExpressionError as exc:
+            return str(exc)
 
     def is_true(self, context: Variables) -> bool:
         if self.fast is not None and not isinstance(context, Bindings):
