@@ -32,7 +32,13 @@ def _publish(api, **fields):
 
 
 def _buy(api, n, total):
-    body = {
+    reply = api.post("/v1/events", key="events", json=_purchase(n, total))
+    assert reply.status_code == 201, reply.text
+    return reply.json()
+
+
+def _purchase(n, total):
+    return {
         "type": "purchase",
         "event_id": f"p{n}",
         "member_id": "m1",
@@ -41,9 +47,6 @@ def _buy(api, n, total):
         "total": total,
         "lines": [{"sku": "FROYO-CUP", "category": "frozen-yogurt", "unit_price": total}],
     }
-    reply = api.post("/v1/events", key="events", json=body)
-    assert reply.status_code == 201, reply.text
-    return reply.json()
 
 
 def test_the_member_shows_tier_progress_and_recognition(api):
@@ -75,6 +78,28 @@ def test_a_full_stamp_card_shows_its_coupon(api):
     assert any(r["rule_id"] == "stamp_card:froyo" and "card complete" in r["reason"] for r in receipt["rules"])
     (grant,) = api.get("/v1/members/m1/grants", key="read").json()
     assert (grant["reward_id"], grant["source"]) == ("free-cup", "stamp_card:froyo")
+    # The receipt names the coupon, so a till can print it with the order.
+    (on_receipt,) = receipt["grants"]
+    assert on_receipt["coupon_code"] == grant["coupon_code"]
+    assert (on_receipt["reward_id"], on_receipt["reward_kind"]) == ("free-cup", "free_product")
+    retried = api.post("/v1/events", key="events", json=_purchase(2, "4.50"))  # the first receipt, code and all
+    assert (retried.status_code, retried.json()["grants"]) == (200, receipt["grants"])
+
+
+def test_a_batch_receipt_names_the_coupon_of_a_full_card_and_a_dry_run_names_none(api):
+    _publish(api)
+    reply = api.post("/v1/events/batch", key="events", json={"events": [_purchase(1, "4.50"), _purchase(2, "4.50")]})
+    assert reply.status_code == 200, reply.text
+    results = reply.json()["results"]
+    (grant,) = api.get("/v1/members/m1/grants", key="read").json()
+    completing = [r for r in results if r["receipt"]["grants"]]
+    assert [r["receipt"]["grants"][0]["coupon_code"] for r in completing] == [grant["coupon_code"]]
+    # A third cup completes nothing; the fourth would: a dry run says which reward, and that no code was issued.
+    _buy(api, 3, "4.50")
+    dry = api.post("/v1/events?dry_run=true", key="events", json=_purchase(4, "4.50"))
+    assert dry.status_code == 200, dry.text
+    assert [(g["reward_id"], g["coupon_code"]) for g in dry.json()["grants"]] == [("free-cup", None)]
+    assert len(api.get("/v1/members/m1/grants", key="read").json()) == 1
 
 
 def test_the_stamp_cards_show_the_card_in_progress_and_the_completed_ones(api):

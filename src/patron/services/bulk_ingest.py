@@ -65,6 +65,7 @@ class _Accepted:
     member: _Member
     decision: Decision
     receipt: EventReceiptData  # plain data until the batch is written: stored as it is, validated once after
+    coupon_codes: list[str]  # one per grant of the decision, named by the receipt
     new_lot_ids: list[int] = field(default_factory=list)
 
 
@@ -333,6 +334,7 @@ class _BatchState:
             elif not known[2]:
                 refunded, clawed = self.order_deltas[change.order_id]
                 self.order_deltas[change.order_id] = (refunded + change.refunded, clawed + change.clawed_back)
+        codes = progress_store.draw_codes(decision)
         receipt: EventReceiptData = {
             "event_id": event.event_id,
             "member_id": event.member_id,
@@ -347,9 +349,19 @@ class _BatchState:
             ],
             "notes": list(decision.notes),
             "balance": {"available": member.available, "pending": member.pending, "owed": -member.debt},
+            "grants": [
+                {
+                    "reward_id": g.reward_id,
+                    "reward_kind": g.reward_kind,
+                    "source": g.source,
+                    "reason": g.reason,
+                    "coupon_code": code,
+                }
+                for g, code in zip(decision.grants, codes, strict=True)
+            ],
             "dry_run": False,
         }
-        return _Accepted(index, event, digest, member, decision, receipt, new_lot_ids)
+        return _Accepted(index, event, digest, member, decision, receipt, codes, new_lot_ids)
 
 
 def _write(conn: Connection, program_id: int, accepted: list[_Accepted], state: _BatchState, now: datetime) -> None:
@@ -406,7 +418,7 @@ def _write(conn: Connection, program_id: int, accepted: list[_Accepted], state: 
         conn,
         program_id,
         [
-            progress_store.Effects(a.member.id, row, a.event.occurred_at, a.decision)
+            progress_store.Effects(a.member.id, row, a.event.occurred_at, a.decision, a.coupon_codes)
             for a, row in zip(accepted, event_rows, strict=True)
         ],
         {a.member.id: a.member.state.progress for a in accepted if a.decision.progress is not None},

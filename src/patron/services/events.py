@@ -32,7 +32,7 @@ from patron.services.hashing import request_fingerprint
 from patron.services.idempotency import recall_event
 from patron.services.journal_text import journal_memo, journal_reference
 from patron.services.program_cache import LATEST_VERSION, ProgramCache
-from patron.services.views import Balance, EventReceipt, RuleResult
+from patron.services.views import Balance, EventReceipt, GrantedReward, RuleResult
 from patron.store import ledger
 from patron.store.database import Database
 from patron.store.members import MemberRow
@@ -268,16 +268,17 @@ def _apply(
         referrals.after_events(conn, cache, program_id, [(member.id, event)], now=now)
         # A referral reward may have gone to this member too: the receipt shows the balance after it.
         balance = member_service.balance(conn, member.id)
+    codes = progress_store.draw_codes(decision)
     progress_store.record(
         conn,
         program_id,
-        [progress_store.Effects(member.id, event_row, event.occurred_at, decision)],
+        [progress_store.Effects(member.id, event_row, event.occurred_at, decision, codes)],
         {member.id: decision.progress} if decision.progress is not None else {},
         limits,
         now=now,
     )
     outbox.emit(conn, announcements.event_ingested(program_id, member.id, event, decision, transaction_id), now=now)
-    receipt = _receipt(event, decision, transaction_id, balance)
+    receipt = _receipt(event, decision, transaction_id, balance, codes=codes)
     conn.execute(_STORE_RECEIPT, {"event_row": event_row, "receipt": receipt.model_dump(mode="json")})
     return receipt, False
 
@@ -408,7 +409,13 @@ def _record_order(conn: Connection, program_id: int, member_id: int, event: AnyE
 
 
 def _receipt(
-    event: AnyEvent, decision: Decision, transaction_id: int | None, balance: Balance, *, dry_run: bool = False
+    event: AnyEvent,
+    decision: Decision,
+    transaction_id: int | None,
+    balance: Balance,
+    *,
+    codes: Sequence[str] | None = None,
+    dry_run: bool = False,
 ) -> EventReceipt:
     return EventReceipt(
         event_id=event.event_id,
@@ -423,5 +430,15 @@ def _receipt(
         ],
         notes=list(decision.notes),
         balance=balance,
+        grants=[
+            GrantedReward(
+                reward_id=g.reward_id, reward_kind=g.reward_kind, source=g.source, reason=g.reason, coupon_code=code
+            )
+            for g, code in zip(decision.grants, _codes_or_none(codes, len(decision.grants)), strict=True)
+        ],
         dry_run=dry_run,
     )
+
+
+def _codes_or_none(codes: Sequence[str] | None, grants: int) -> Sequence[str | None]:
+    return [None] * grants if codes is None else codes

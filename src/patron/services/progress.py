@@ -55,6 +55,14 @@ class Effects:
     event_row_id: int | None
     occurred_at: datetime
     decision: Decision
+    # One code per grant of the decision, drawn before the receipt was written so that it can name them
+    # (`draw_codes`); drawn here when none were.
+    coupon_codes: Sequence[str] | None = None
+
+
+def draw_codes(decision: Decision) -> list[str]:
+    """A fresh coupon code for each reward the decision grants, in order."""
+    return [coupon_code() for _ in decision.grants]
 
 
 def record(
@@ -93,8 +101,8 @@ def record(
             data = {"from_tier": c.from_tier, "to_tier": c.to_tier, "reason": c.reason}
             announced.append(outbox.Emitted(program_id, outbox.EventType.TIER_CHANGED, e.member_id, data, c.at))
         by_source: dict[str, list[str]] = {}
-        for grant in e.decision.grants:
-            code = coupon_code()
+        drawn = draw_codes(e.decision) if e.coupon_codes is None else e.coupon_codes
+        for grant, code in zip(e.decision.grants, drawn, strict=True):
             codes.append(code)
             by_source.setdefault(grant.source, []).append(code)
             data = {"reward_id": grant.reward_id, "coupon_code": code, "source": grant.source}

@@ -111,6 +111,16 @@ class RuleResult(BaseModel):
     reason: str
 
 
+class GrantedReward(BaseModel):
+    """A reward this event gave for free (a full stamp card, a campaign), with the coupon code that redeems it."""
+
+    reward_id: str
+    reward_kind: str
+    source: str
+    reason: str
+    coupon_code: str | None  # none on a dry run: nothing was issued
+
+
 class EventReceipt(BaseModel):
     event_id: str
     member_id: str
@@ -122,6 +132,7 @@ class EventReceipt(BaseModel):
     rules: list[RuleResult]
     notes: list[str]
     balance: Balance
+    grants: list[GrantedReward] = []
     dry_run: bool = False
 
 
@@ -136,6 +147,14 @@ class BalanceData(TypedDict):
     available: int
     pending: int
     owed: int
+
+
+class GrantedRewardData(TypedDict):
+    reward_id: str
+    reward_kind: str
+    source: str
+    reason: str
+    coupon_code: str | None
 
 
 class EventReceiptData(TypedDict):
@@ -156,6 +175,7 @@ class EventReceiptData(TypedDict):
     rules: list[RuleResultData]
     notes: list[str]
     balance: BalanceData
+    grants: list[GrantedRewardData]
     dry_run: bool
 
 
