@@ -384,17 +384,26 @@ class CouponBatch(Strict):
         return value
 
 
-class Raffle(Strict):
-    """A points raffle, made when the first version declaring it is published: its secret seed is drawn then and
-    its SHA-256 published. Its terms never change afterwards (members bought entries on them)."""
+class RaffleTerms(Strict):
+    """What members buy entries on: the same for a raffle the program declares and one an admin opens ad hoc."""
 
-    id: Identifier = Field(description="the raffle's name, as the API and the CLI show it")
     prize_reward_id: Identifier = Field(description="the catalog reward (in rewards) each winner receives")
     winners: Winners
     entry_cost: EntryCost
     max_entries_per_member: MaxEntries
     draws_at: AwareDatetime = Field(description="entries close at this moment; the draw can run from then on")
     refund_losers: bool = Field(default=False, description="give non-winners their points back at the draw")
+
+
+# The terms a later version may not change once members have bought entries on them.
+RAFFLE_TERMS = tuple(RaffleTerms.model_fields)
+
+
+class Raffle(RaffleTerms):
+    """A points raffle, made when the first version declaring it is published: its secret seed is drawn then and
+    its SHA-256 published. Its terms never change afterwards (members bought entries on them)."""
+
+    id: Identifier = Field(description="the raffle's name, as the API and the CLI show it")
 
 
 def _field_error(loc: tuple[str | int, ...], message: str, value: object) -> ValidationError:

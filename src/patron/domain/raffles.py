@@ -26,7 +26,6 @@ from pydantic import Field
 Winners = Annotated[int, Field(strict=True, gt=0, le=10_000, description="how many members win")]
 EntryCost = Annotated[int, Field(strict=True, gt=0, le=1_000_000_000, description="points per entry")]
 MaxEntries = Annotated[int, Field(strict=True, gt=0, le=100_000, description="entries one member may hold")]
-RAFFLE_TERMS = ("prize_reward_id", "winners", "entry_cost", "max_entries_per_member", "draws_at", "refund_losers")
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,15 +14,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from sqlalchemy import Connection, Row, func, insert, select, update
 
 from patron.domain import raffles as draw_rules
 from patron.domain.coupons import CouponKind, Offer
 from patron.domain.engine import NewLot
 from patron.domain.ledger import Account, InsufficientPoints, Posting, plan_spend
-from patron.domain.program import Identifier, Raffle, Reward, RewardKind
-from patron.domain.raffles import RAFFLE_TERMS, EntryCost, MaxEntries, Winners
+from patron.domain.program import RAFFLE_TERMS, Identifier, Raffle, RaffleTerms, Reward, RewardKind
 from patron.services import coupons, maintenance, outbox
 from patron.services import members as member_service
 from patron.services.errors import Conflict, InsufficientPointsError, Invalid, NotFound
@@ -38,18 +37,10 @@ from patron.store.tables import balances, members, raffle_entries, raffle_winner
 AnyRow = Row[*tuple[Any, ...]]
 
 
-class RaffleSpec(BaseModel):
-    """What an admin says when creating a raffle."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class RaffleSpec(RaffleTerms):
+    """What an admin says when opening a raffle ad hoc (one the program does not declare)."""
 
     name: Identifier
-    prize_reward_id: Identifier = Field(description="the catalog reward each winner receives")
-    winners: Winners
-    entry_cost: EntryCost
-    max_entries_per_member: MaxEntries
-    draws_at: AwareDatetime = Field(description="entries close at this moment; the draw can run from then on")
-    refund_losers: bool = Field(default=False, description="give non-winners their points back at the draw")
 
 
 class Winner(BaseModel):
