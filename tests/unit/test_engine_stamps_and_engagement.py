@@ -97,6 +97,16 @@ def test_an_expired_card_starts_over():
     assert late.outcomes[-1].reason == "the card with 2 stamp(s) expired; a new one starts; 1 stamp(s): 1 of 9"
 
 
+def test_the_next_card_expires_counting_from_its_own_first_stamp():
+    replay = Replay(froyo(size=2, expires_after_days=30))
+    buy(replay, 1, at=T)
+    assert buy(replay, 2, at=T + timedelta(days=1)).grants  # complete: the next card is empty
+    buy(replay, 3, at=T + timedelta(days=20))  # its first stamp
+    kept = buy(replay, 4, at=T + timedelta(days=45))  # 46 days after completion, 25 after the first stamp
+    assert "expired" not in kept.outcomes[-1].reason
+    assert [g.source for g in kept.grants] == ["stamp_card:froyo"]
+
+
 def test_refunding_a_stamped_purchase_removes_its_stamp_from_an_incomplete_card():
     replay = Replay(froyo())
     buy(replay, 1)

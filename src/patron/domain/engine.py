@@ -693,7 +693,8 @@ def _stamp(
         ):
             reasons.append(f"the card with {current.count} stamp(s) expired; a new one starts")
             current = None
-        if current is None:
+        if current is None or not current.count:
+            # A card's clock starts at its first stamp, not when the last one was completed or refunded empty.
             current = OpenCard(at)
         count = current.count + card.stamps
         completed = 0
