@@ -45,9 +45,9 @@ def table_row(stdout: str, first_cell: str) -> str:
 def test_a_full_card_is_listed_with_its_reward_and_the_next_one_is_in_progress(demo: Cli):
     moments = buy_froyo(demo, "ann", 11, utcnow().replace(microsecond=0) - timedelta(days=3))
     shown = demo.ok("member", "show", "ann").stdout
-    # The 9th purchase filled the first card and started the second (its expiry counts from then, as the engine
-    # decides it); the 10th and 11th are on the second.
-    started = moments[8]
+    # The 9th purchase filled the first card; the 10th and 11th are on the second, whose expiry counts from its
+    # first stamp (the 10th).
+    started = moments[9]
     card = table_row(shown, CARD)
     assert "│ 2 of 9 │" in card
     assert minutes(started) in card
