@@ -58,13 +58,18 @@ class TierChangeView(BaseModel):
     occurred_at: datetime
 
 
-class GrantView(BaseModel):
-    """A reward given for free (a full stamp card, a campaign, a birthday) with its coupon code."""
+class RewardGiven(BaseModel):
+    """A reward given for free (a full stamp card, a campaign, a birthday): which, and why."""
 
     reward_id: str
     reward_kind: str
     source: str
     reason: str
+
+
+class GrantView(RewardGiven):
+    """A reward given, with the coupon code that redeems it."""
+
     coupon_code: str
     granted_at: datetime
 
@@ -111,13 +116,9 @@ class RuleResult(BaseModel):
     reason: str
 
 
-class GrantedReward(BaseModel):
-    """A reward this event gave for free (a full stamp card, a campaign), with the coupon code that redeems it."""
+class GrantedReward(RewardGiven):
+    """A reward an event gave, on its receipt."""
 
-    reward_id: str
-    reward_kind: str
-    source: str
-    reason: str
     coupon_code: str | None  # none on a dry run: nothing was issued
 
 
