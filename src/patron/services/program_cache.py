@@ -71,6 +71,17 @@ class ProgramCache:
             raise Invalid(f"no program version was in force at {at.isoformat()}", field="occurred_at")
         return self.version(conn, program, version)
 
+    def all_in_force(self, conn: Connection, now: datetime) -> list[tuple[int, ProgramDocument]]:
+        """Every program with a version in force at `now`, in id order, with that version's document: what the
+        periodic jobs walk."""
+        started = conn.execute(
+            select(program_versions.c.program_id)
+            .where(program_versions.c.effective_from <= now)
+            .group_by(program_versions.c.program_id)
+            .order_by(program_versions.c.program_id)
+        ).scalars()
+        return [(int(p), self.in_force(conn, int(p), now).document) for p in started]
+
     def in_force_now(self, conn: Connection, program: int, now: datetime) -> CompiledProgram:
         """For requests that carry no time of their own (redemptions, adjustments): no version is not their fault."""
         try:

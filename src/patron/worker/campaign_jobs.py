@@ -19,7 +19,7 @@ from patron.services.outbox import Emitted, EventType
 from patron.services.program_cache import ProgramCache
 from patron.store.members import lock_many
 from patron.store.sets import id_in
-from patron.store.tables import campaign_budgets, campaign_offers, orders, program_versions
+from patron.store.tables import campaign_budgets, campaign_offers, orders
 from patron.worker.registry import JobContext, JobKind, Schedule
 
 
@@ -35,15 +35,8 @@ def offer_to_lapsed(ctx: JobContext) -> Mapping[str, Any]:
 
 def _lapsed_campaigns(ctx: JobContext, cache: ProgramCache) -> list[tuple[int, Campaign]]:
     with ctx.db.read() as conn:
-        started = conn.execute(
-            select(program_versions.c.program_id)
-            .where(program_versions.c.effective_from <= ctx.now)
-            .group_by(program_versions.c.program_id)
-            .order_by(program_versions.c.program_id)
-        ).scalars()
         found: list[tuple[int, Campaign]] = []
-        for program_id in (int(p) for p in started):
-            document = cache.in_force(conn, program_id, ctx.now).document
+        for program_id, document in cache.all_in_force(conn, ctx.now):
             running = [
                 c for c in document.campaigns if c.target.lapsed_days is not None and c.starts_at <= ctx.now < c.ends_at
             ]

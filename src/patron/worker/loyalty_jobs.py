@@ -8,20 +8,22 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
-
 from patron.domain.program import ProgramDocument
 from patron.services import occasions, tier_review
 from patron.services.program_cache import ProgramCache
-from patron.store.tables import program_versions
 from patron.worker.registry import JobContext, JobKind, Schedule
+
+
+def _in_force(ctx: JobContext, cache: ProgramCache) -> list[tuple[int, ProgramDocument]]:
+    with ctx.db.read() as conn:
+        return cache.all_in_force(conn, ctx.now)
 
 
 def grant_occasions(ctx: JobContext) -> Mapping[str, Any]:
     """Grants what each member is due today, in their own time zone, for every program that gives anything."""
     cache = ProgramCache()
     granted: dict[str, int] = {"birthday": 0, "anniversary": 0, "points": 0, "coupons": 0}
-    for program_id, document in _programs_in_force(ctx, cache):
+    for program_id, document in _in_force(ctx, cache):
         due: tuple[occasions.OccasionName, ...] = ("birthday", "anniversary")
         for occasion in (o for o in due if getattr(document, o) is not None):
             report = occasions.grant(ctx.db, cache, program_id, occasion, on=None, now=ctx.now)
@@ -36,7 +38,7 @@ def review_tiers(ctx: JobContext) -> Mapping[str, Any]:
     """Applies the downgrades that fell due at a window's end to members with no event since."""
     cache = ProgramCache()
     reviewed = changes = 0
-    for program_id, document in _programs_in_force(ctx, cache):
+    for program_id, document in _in_force(ctx, cache):
         if document.tiers is None:
             continue
         report = tier_review.review(ctx.db, cache, program_id, now=ctx.now)
@@ -44,17 +46,6 @@ def review_tiers(ctx: JobContext) -> Mapping[str, Any]:
         changes += report.changes
         ctx.chunk_done()
     return {"members": reviewed, "changes": changes}
-
-
-def _programs_in_force(ctx: JobContext, cache: ProgramCache) -> list[tuple[int, ProgramDocument]]:
-    with ctx.db.read() as conn:
-        started = conn.execute(
-            select(program_versions.c.program_id)
-            .where(program_versions.c.effective_from <= ctx.now)
-            .group_by(program_versions.c.program_id)
-            .order_by(program_versions.c.program_id)
-        ).scalars()
-        return [(int(p), cache.in_force(conn, int(p), ctx.now).document) for p in started]
 
 
 # Hourly, though each member's occasion comes once a day: members' local days start at every hour of the UTC day.
