@@ -8,7 +8,7 @@ from patron.domain.members import MemberProfile
 from patron.mail import outbox as mail_outbox
 from patron.mail.kinds import MailKind, Welcome
 from patron.services import cursors, standing
-from patron.services.errors import NotFound
+from patron.services.errors import Invalid, NotFound
 from patron.services.views import Balance, HistoryEntry, HistoryPage, LotView, MemberPage, MemberView, PostingView
 from patron.store import ledger
 from patron.store import members as member_rows
@@ -110,6 +110,8 @@ def page(conn: Connection, program_id: int, *, cursor: str | None, limit: int, n
 
 def history(conn: Connection, program_id: int, external_id: str, *, cursor: str | None, limit: int) -> HistoryPage:
     """The member's journal, newest first: every transaction that moved one of their accounts."""
+    if limit < 1:
+        raise Invalid(f"limit must be at least 1, not {limit}", field="limit")
     row = require(conn, program_id, external_id)
     before = cursors.decode(cursor) or None
     query = (

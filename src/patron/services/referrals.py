@@ -141,7 +141,11 @@ def sign_up(
             raise Invalid("a member cannot use their own referral code", field="code")
         if conn.execute(select(referrals.c.id).where(referrals.c.referee_id == referee.id)).first() is not None:
             raise Conflict(f"member {referee.external_id!r} was already referred", field="member_id")
-        if conn.execute(select(orders.c.order_id).where(orders.c.member_id == referee.id).limit(1)).first():
+        if conn.execute(
+            select(orders.c.order_id)
+            .where(orders.c.program_id == program_id, orders.c.member_id == referee.id)
+            .limit(1)
+        ).first():
             raise Conflict(f"member {referee.external_id!r} is not new: they have purchases", field="member_id")
         # The referrer's lock makes the weekly cap hold when several people sign up with one code at once.
         referrer = _member_by_id(conn, owner.member_id, lock=True)
