@@ -92,6 +92,14 @@ def test_the_budget_stops_the_campaign_when_spent():
     ]
 
 
+def test_a_replay_runs_an_unbudgeted_campaign_beside_a_budgeted_one():
+    compiled = with_campaigns(campaign("double", priority=1), campaign("c", priority=2, budget_points=25))
+    replay = Replay(compiled)
+    earned = [replay.apply(purchase("10.00", order_id=f"o{n}", at=T + timedelta(minutes=n))).points for n in range(2)]
+    assert earned == [30, 30]
+    assert replay.budgets == {"c": 5}  # only the budgeted campaign draws on a budget
+
+
 def test_combinable_campaigns_stack_by_priority_and_an_exclusive_one_applies_alone():
     compiled = with_campaigns(
         campaign("double", priority=1),

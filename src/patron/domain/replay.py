@@ -100,7 +100,8 @@ class Replay:
             state = replace(state, order=order)
         decision = decide(self.program, state, event)
         for campaign_id, points in decision.campaign_spend:
-            self.budgets[campaign_id] -= points
+            if campaign_id in self.budgets:  # an unbudgeted campaign's points are spent too, from no budget
+                self.budgets[campaign_id] -= points
         self.members[event.member_id] = advance(state, event, decision, self._lot_ids)
         if decision.order is not None:
             self.orders[decision.order.order_id] = advance_order(
