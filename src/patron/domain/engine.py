@@ -39,6 +39,7 @@ from patron.domain.progress import EMPTY, OpenCard, Progress, Stamp, StampedLine
 from patron.domain.tiers import TierChange
 
 AnyEvent = Purchase | Refund | Signup | Custom
+_KEPT_FAILURES = 16  # distinct failure outcomes remembered per rule
 
 
 class EventRejected(ValueError):
@@ -60,6 +61,9 @@ class CompiledRule:
     unmet: "RuleOutcome | None" = None
     fixed_points: int | None = None
     pending: bool = False
+    # The outcome for each way its condition failed, made once: a member without the attribute the condition reads
+    # fails it the same way on every event. Bounded, as a failure's words may name a value.
+    failures: dict[str, "RuleOutcome"] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,10 +373,15 @@ def _decide_earn(program: CompiledProgram, member: MemberState, event: Purchase 
             verdict = context.verdict(compiled.when)
             if verdict is not True:
                 assert compiled.unmet is not None
-                failed = isinstance(verdict, str)
-                outcomes.append(
-                    RuleOutcome(rule.id, False, 0, f"expression failed: {verdict}") if failed else compiled.unmet
-                )
+                if verdict is False:
+                    outcomes.append(compiled.unmet)
+                    continue
+                failed = compiled.failures.get(verdict)
+                if failed is None:
+                    failed = RuleOutcome(rule.id, False, 0, f"expression failed: {verdict}")
+                    if len(compiled.failures) < _KEPT_FAILURES:
+                        compiled.failures[verdict] = failed
+                outcomes.append(failed)
                 continue
         try:
             points = compiled.fixed_points

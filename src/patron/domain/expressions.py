@@ -6,7 +6,7 @@ Money is handed to CEL as integer minor units (``total_minor``), so no float is 
 import operator
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import cel
@@ -38,6 +38,9 @@ class Expression:
     source: str
     _program: Any
     fast: "FastCondition | None" = None  # the same condition without CEL, when it is simple enough
+    # What CEL says of each missing key a single comparison can meet (one of its path's keys: a handful at most),
+    # worded once rather than on every event of a member without that attribute.
+    _missing: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def compile(cls, source: str, *, allowed_variables: frozenset[str]) -> "Expression":
@@ -84,14 +87,25 @@ class Expression:
         condition reads fails it on every event, and raising costs more than the rest of the check."""
         fast = self.fast
         if fast is not None:
-            try:
-                return fast.check(variables)
-            except _Missing as missing:
-                if fast.single:
+            probe = fast.probe
+            if probe is not None:
+                try:
+                    answer = probe(variables)
+                except _Undecided:
+                    pass
+                else:
+                    if answer is True or answer is False:
+                        return answer
                     # What CEL says of a missing key, without converting the variables for it
-                    return f"{self.source!r}: {KeyError(missing.key)}"
-            except _Undecided:
-                pass
+                    message = self._missing.get(answer)
+                    if message is None:
+                        message = self._missing[answer] = f"{self.source!r}: {KeyError(answer)}"
+                    return message
+            else:
+                try:
+                    return fast.check(variables)
+                except _Undecided:  # a missing key too: in a compound condition, CEL words the failure
+                    pass
         try:
             return self._cel_is_true(for_cel())
         except ExpressionError as exc:
@@ -183,6 +197,24 @@ Check = Callable[[Mapping[str, Any]], bool]
 
 
 def _comparison(path: tuple[str, ...], sized: bool, op: str, literal: int | str | bool) -> Check:
+    probe = _comparison_probe(path, sized, op, literal)
+
+    def check(variables: Mapping[str, Any]) -> bool:
+        answer = probe(variables)
+        if answer is True or answer is False:
+            return answer
+        raise _Missing(answer)
+
+    return check
+
+
+Probe = Callable[[Mapping[str, Any]], bool | str]
+
+
+def _comparison_probe(path: tuple[str, ...], sized: bool, op: str, literal: int | str | bool) -> Probe:
+    """The comparison as a function answering True or False, or the key missing on the way (a member without the
+    attribute it reads), which it returns rather than raises: raising costs more than the comparison. It raises
+    _Undecided for anything else CEL must judge."""
     compare = _OPERATORS[op]
     root, keys = path[0], path[1:]
     if isinstance(literal, bool):
@@ -194,7 +226,7 @@ def _comparison(path: tuple[str, ...], sized: bool, op: str, literal: int | str 
     numeric = wanted is int
 
     # The lookup is written out here rather than calling _lookup: this runs several times per event.
-    def check(variables: Mapping[str, Any]) -> bool:
+    def probe(variables: Mapping[str, Any]) -> bool | str:
         try:
             value = variables[root]
         except KeyError:
@@ -202,10 +234,9 @@ def _comparison(path: tuple[str, ...], sized: bool, op: str, literal: int | str 
         for key in keys:
             if type(value) is not dict:
                 raise _Undecided
-            try:
-                value = value[key]
-            except KeyError:
-                raise _Missing(key) from None
+            if key not in value:
+                return key
+            value = value[key]
         if sized:
             if type(value) is not list and type(value) is not dict:
                 raise _Undecided
@@ -214,7 +245,7 @@ def _comparison(path: tuple[str, ...], sized: bool, op: str, literal: int | str 
             raise _Undecided
         return compare(value, literal)
 
-    return check
+    return probe
 
 
 _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
@@ -293,34 +324,34 @@ class _Parser:
         self.at += 1
         return token[1]
 
-    def whole(self) -> tuple[Check, bool]:
-        check, simple = self.disjunction()
+    def whole(self) -> tuple[Check, Probe | None]:
+        check, probe = self.disjunction()
         if self.peek() is not None:
             raise _Undecided
-        return check, simple
+        return check, probe
 
-    def disjunction(self) -> tuple[Check, bool]:
+    def disjunction(self) -> tuple[Check, Probe | None]:
         parts = [self.conjunction()]
         while self.peek() == ("op", "||"):
             self.at += 1
             parts.append(self.conjunction())
-        return parts[0] if len(parts) == 1 else (_any_of([c for c, _ in parts]), False)
+        return parts[0] if len(parts) == 1 else (_any_of([c for c, _ in parts]), None)
 
-    def conjunction(self) -> tuple[Check, bool]:
+    def conjunction(self) -> tuple[Check, Probe | None]:
         parts = [self.term()]
         while self.peek() == ("op", "&&"):
             self.at += 1
             parts.append(self.term())
-        return parts[0] if len(parts) == 1 else (_all_of([c for c, _ in parts]), False)
+        return parts[0] if len(parts) == 1 else (_all_of([c for c, _ in parts]), None)
 
-    def term(self) -> tuple[Check, bool]:
-        """A parenthesised condition, a comparison, or path.exists(x, condition). The flag says whether the term is
+    def term(self) -> tuple[Check, Probe | None]:
+        """A parenthesised condition, a comparison, or path.exists(x, condition). With a probe when the term is
         one comparison of a plain path, whose only possible failure CEL reports as the missing key."""
         if self.peek() == ("punct", "("):
             self.at += 1
             inner, _ = self.disjunction()
             self.take("punct", ")")
-            return inner, False
+            return inner, None
         sized = self.peek() == ("name", "size")
         if sized:
             self.at += 1
@@ -340,7 +371,7 @@ class _Parser:
             condition, _ = self.disjunction()
             self.roots = roots
             self.take("punct", ")")
-            return _exists(path[:-1], binding, condition), False
+            return _exists(path[:-1], binding, condition), None
         op = self.take("op")
         if op in ("&&", "||"):
             raise _Undecided
@@ -349,7 +380,7 @@ class _Parser:
             raise _Undecided  # string ordering is left to CEL
         if isinstance(literal, bool) and op not in ("==", "!="):
             raise _Undecided
-        return _comparison(path, sized, op, literal), not sized
+        return _comparison(path, sized, op, literal), None if sized else _comparison_probe(path, sized, op, literal)
 
     def path(self) -> tuple[str, ...]:
         root = self.take("name")
@@ -386,11 +417,12 @@ class FastCondition:
     # A single comparison of a plain path: CEL's only failure on a missing key is that key, so no CEL is needed
     # to report it either.
     single: bool
+    probe: Probe | None = None  # for a single comparison: `check` answering a missing key rather than raising
 
 
 def _fast_condition(source: str, roots: frozenset[str]) -> FastCondition | None:
     try:
-        check, single = _Parser(source, roots).whole()
+        check, probe = _Parser(source, roots).whole()
     except _Undecided:
         return None
-    return FastCondition(check, single)
+    return FastCondition(check, probe is not None, probe)
