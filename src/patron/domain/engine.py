@@ -37,6 +37,7 @@ from patron.domain.program import (
 )
 from patron.domain.progress import EMPTY, OpenCard, Progress, Stamp, StampedLine, StampedOrder, Tally
 from patron.domain.tiers import TierChange
+from patron.domain.values import quick_init
 
 AnyEvent = Purchase | Refund | Signup | Custom
 _KEPT_FAILURES = 16  # distinct failure outcomes remembered per rule
@@ -206,12 +207,14 @@ def _context_shape(expressions: list[Expression]) -> ContextShape:
     return shape
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Usage:
     times: int = 0
     points: int = 0
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class OrderRecord:
     order_id: str
@@ -221,6 +224,7 @@ class OrderRecord:
     clawed_back: int = 0
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class MemberState:
     member_id: str
@@ -233,6 +237,7 @@ class MemberState:
     campaign_budgets: Mapping[str, int] = field(default_factory=dict)  # points left, budgeted campaigns only
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class RuleOutcome:
     rule_id: str
@@ -241,6 +246,7 @@ class RuleOutcome:
     reason: str
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class NewLot:
     points: int
@@ -250,6 +256,7 @@ class NewLot:
     order_id: str | None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class UsageIncrement:
     rule_id: str
@@ -258,6 +265,7 @@ class UsageIncrement:
     points: int
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class OrderChange:
     """For a purchase: the order as recorded. For a refund: what this refund adds to the order's totals."""
@@ -269,6 +277,7 @@ class OrderChange:
     clawed_back: int
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class RewardGrant:
     """A reward given for free (a full stamp card, a campaign): the store issues its coupon."""
@@ -279,6 +288,7 @@ class RewardGrant:
     reason: str
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Signal:
     """Something worth telling other systems about (webhooks), e.g. stamp_card.completed."""
@@ -287,6 +297,7 @@ class Signal:
     data: Mapping[str, Any]
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Decision:
     event_type: str
@@ -453,21 +464,23 @@ def _decide_earn(program: CompiledProgram, member: MemberState, event: Purchase 
     order = None
     if isinstance(event, Purchase):
         order = OrderChange(event.order_id, event.total, pending_points + immediate_points, Decimal(0), 0)
+    # Positional: keywords cost a decision more than a microsecond. The fields in Decision's order.
     return Decision(
-        event_type=event.type,
-        program_version=program.version,
-        points=pending_points + immediate_points,
-        outcomes=tuple(outcomes),
-        postings=balanced(postings),
-        new_lots=tuple(lots),
-        usage=tuple(usage),
-        order=order,
-        notes=tuple(notes),
-        progress=new_progress,
-        tier_changes=tuple(tier_changes) if tier_changes else (),
-        grants=tuple(grants) if grants else (),
-        campaign_spend=tuple(campaign_spend) if campaign_spend else (),
-        signals=tuple(signals) if signals else (),
+        event.type,
+        program.version,
+        pending_points + immediate_points,
+        tuple(outcomes),
+        balanced(postings),
+        tuple(lots),
+        (),  # lot debits: only refunds take points back from lots
+        tuple(usage) if usage else (),
+        order,
+        tuple(notes) if notes else (),
+        new_progress,
+        tuple(tier_changes) if tier_changes else (),
+        tuple(grants) if grants else (),
+        tuple(campaign_spend) if campaign_spend else (),
+        tuple(signals) if signals else (),
     )
 
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from patron.domain.values import quick_init
+
 
 class Account(StrEnum):
     # per member
@@ -34,6 +36,7 @@ class UnbalancedTransaction(ValueError):
     pass
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Posting:
     account: Account
@@ -56,6 +59,7 @@ class LotStatus(StrEnum):
     EXPIRED = "expired"
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Lot:
     """Points earned together, spent and expired together. remaining is what is left of points."""
@@ -70,6 +74,7 @@ class Lot:
     available_at: datetime | None = None  # when a pending lot becomes available
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class LotDebit:
     lot_id: int

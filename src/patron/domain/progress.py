@@ -11,7 +11,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from patron.domain.values import quick_init
 
+
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Tally:
     """Qualifying amounts for tiers over one month (or a lifetime)."""
@@ -24,6 +27,7 @@ class Tally:
         return Tally(self.points + other.points, self.spend + other.spend, self.visits + other.visits)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class StampedLine:
     sku: str
@@ -32,6 +36,7 @@ class StampedLine:
     unit_price: Decimal
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class StampedOrder:
     """The purchase a stamp was given for, as the card's condition saw it (less what was refunded since), so a
@@ -44,6 +49,7 @@ class StampedOrder:
     store: str = ""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Stamp:
     order_id: str
@@ -51,6 +57,7 @@ class Stamp:
     order: StampedOrder | None = None  # None for stamps recorded before orders were kept with them
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class OpenCard:
     """A stamp card being filled: its stamps, each with the order that earned it (so a refund can take it back)."""
@@ -63,6 +70,7 @@ class OpenCard:
         return sum(s.count for s in self.stamps)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Progress:
     tier: str | None = None

@@ -20,10 +20,12 @@ from patron.domain.program import (
     TierWindow,
 )
 from patron.domain.progress import Progress, Tally
+from patron.domain.values import quick_init
 
 KEPT_MONTHS = 25  # enough for a rolling window reviewed at the end of a grace period of up to a year
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class TierChange:
     from_tier: str | None
