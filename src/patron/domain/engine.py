@@ -15,11 +15,12 @@ from patron.domain import tiers
 from patron.domain.calendar import expires_at, period_key
 from patron.domain.events import (
     Custom,
+    Getter,
     OrderLine,
     Purchase,
     Refund,
     Signup,
-    as_expression_context,
+    expression_getters,
     rule_trigger,
 )
 from patron.domain.expressions import Bindings, Expression, ExpressionError, Variables
@@ -102,6 +103,8 @@ class CompiledProgram:
     shared_bindings: frozenset[str] = frozenset()  # triggers whose events meet several expressions
     # From the first campaign's start to the last one's end: outside it, no campaign can apply.
     campaign_span: tuple[datetime, datetime] | None = None
+    # How to build the expression variables, per (trigger, event type): worked out on the first such event.
+    context_plans: dict[tuple[str, type], "_ContextPlan"] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def compile(cls, document: ProgramDocument, version: int) -> "CompiledProgram":
@@ -1044,9 +1047,9 @@ class _LazyContext:
         "_cel",
         "_event",
         "_member_id",
+        "_plan",
         "_program",
         "_progress",
-        "_shape",
         "_shared",
         "_value",
         "local",
@@ -1065,8 +1068,11 @@ class _LazyContext:
         self._event, self._member_id, self._attributes = event, member_id, attributes
         self.local = local  # the event's moment in the program's time zone
         self._progress, self._program = progress, program
-        self._shape = program.context_shapes.get(trigger, {})
-        self._shared = trigger in program.shared_bindings
+        plan = program.context_plans.get((trigger, type(event)))
+        if plan is None:
+            plan = program.context_plans[(trigger, type(event))] = _ContextPlan.of(program, trigger, type(event))
+        self._plan = plan
+        self._shared = plan.shared
         self._value: dict[str, Any] | None = None
         self._cel: Variables | None = None
 
@@ -1084,26 +1090,21 @@ class _LazyContext:
     @property
     def value(self) -> dict[str, Any]:
         if self._value is None:
+            plan = self._plan
             variables: dict[str, Any] = {}
-            event_fields = self._shape.get("event", frozenset())
-            if event_fields != frozenset():
-                found = as_expression_context(self._event, event_fields)
-                if event_fields is None or not event_fields.isdisjoint(_ENGINE_EVENT_FIELDS):
-                    found.update(self._engine_fields(event_fields))
+            if plan.event is not None:
+                event = self._event
+                found = {name: get(event) for name, get in plan.event}
+                if plan.engine:
+                    found.update(self._engine_fields(plan.engine))
                 variables["event"] = found
-            member_fields = self._shape.get("member", frozenset())
-            if member_fields != frozenset():
-                member: dict[str, Any] = {}
-                for name, read in _MEMBER_FIELDS.items():
-                    if member_fields is None or name in member_fields:
-                        member[name] = read(self)
-                variables["member"] = member
+            if plan.member is not None:
+                variables["member"] = {name: read(self) for name, read in plan.member}
             self._value = variables
         return self._value
 
-    def _engine_fields(self, wanted: frozenset[str] | None) -> dict[str, Any]:
+    def _engine_fields(self, names: tuple[str, ...]) -> dict[str, Any]:
         """The event fields that need the program's time zone or the member's progress, each worked out once."""
-        names = _ENGINE_EVENT_FIELDS if wanted is None else wanted & _ENGINE_EVENT_FIELDS
         local = self.local
         categories: list[str] | None = None
         found: dict[str, Any] = {}
@@ -1129,6 +1130,33 @@ class _LazyContext:
                 else:
                     found[name] = [c for c in categories if c not in self._progress.categories]
         return found
+
+
+@dataclass(frozen=True, slots=True)
+class _ContextPlan:
+    """What the expressions of one trigger read of an event of one type, in the order the variables are built."""
+
+    event: tuple[tuple[str, Getter], ...] | None  # None: no expression reads the event
+    engine: tuple[str, ...]  # the event fields the engine works out (local time, categories)
+    member: tuple[tuple[str, Callable[[_LazyContext], Any]], ...] | None  # None: no expression reads the member
+    shared: bool  # whether CEL variables are converted once and shared by the trigger's expressions
+
+    @classmethod
+    def of(cls, program: CompiledProgram, trigger: str, event_type: type) -> "_ContextPlan":
+        shape = program.context_shapes.get(trigger, {})
+        event_fields = shape.get("event", frozenset())
+        member_fields = shape.get("member", frozenset())
+        engine = _ENGINE_EVENT_FIELDS if event_fields is None else event_fields & _ENGINE_EVENT_FIELDS
+        return cls(
+            None if event_fields == frozenset() else expression_getters(event_type, event_fields),
+            tuple(sorted(engine)) if event_fields != frozenset() else (),
+            None
+            if member_fields == frozenset()
+            else tuple(
+                (name, read) for name, read in _MEMBER_FIELDS.items() if member_fields is None or name in member_fields
+            ),
+            trigger in program.shared_bindings,
+        )
 
 
 _MEMBER_FIELDS: dict[str, Callable[[_LazyContext], Any]] = {
