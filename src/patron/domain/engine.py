@@ -41,7 +41,10 @@ from patron.domain.tiers import TierChange
 from patron.domain.values import quick_init
 
 AnyEvent = Purchase | Refund | Signup | Custom
+# Enum members looked up once: reading one off its class costs more than building the posting it goes in.
+_ISSUED, _PENDING, _AVAILABLE, _DEBT = Account.ISSUED, Account.PENDING, Account.AVAILABLE, Account.DEBT
 _KEPT_FAILURES = 16  # distinct failure outcomes remembered per rule
+_KEPT_FIRED = 1024  # distinct amounts whose outcome is remembered per rule
 
 
 class EventRejected(ValueError):
@@ -66,6 +69,10 @@ class CompiledRule:
     # The outcome for each way its condition failed, made once: a member without the attribute the condition reads
     # fails it the same way on every event. Bounded, as a failure's words may name a value.
     failures: dict[str, "RuleOutcome"] = field(default_factory=dict, compare=False, repr=False)
+    # The outcome of firing for so many points (with no cap to explain), made once per amount. Bounded.
+    fired: dict[int, "RuleOutcome"] = field(default_factory=dict, compare=False, repr=False)
+    # Points per currency unit of a per-unit rule (its own rate or the program's), None for fixed and formula rules.
+    rate: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +137,13 @@ class CompiledProgram:
                         else None
                     ),
                     rule.waits_for_return_window and document.pending_days > 0,
+                    rate=(
+                        None
+                        if isinstance(rule.points, (Fixed, Formula))
+                        else rule.points.per_currency_unit
+                        if isinstance(rule.points, PerCurrencyUnit)
+                        else document.earning.points_per_unit
+                    ),
                 )
             )
         cards = tuple(
@@ -372,6 +386,7 @@ def _decide_earn(program: CompiledProgram, member: MemberState, event: Purchase 
     references: list[str] = []
     pending_points = immediate_points = 0
     stopped_by: str | None = None
+    variables: dict[str, Any] | None = None  # the expression variables, built for the first condition
     for compiled in rules:
         rule = compiled.rule
         if stopped_by is not None:
@@ -384,7 +399,9 @@ def _decide_earn(program: CompiledProgram, member: MemberState, event: Purchase 
                 outcomes.append(RuleOutcome(rule.id, False, 0, refusal))
                 continue
         if compiled.when is not None:
-            verdict = context.verdict(compiled.when)
+            if variables is None:
+                variables = context.value
+            verdict = compiled.when.verdict(variables, context.for_cel)
             if verdict is not True:
                 assert compiled.unmet is not None
                 if verdict is False:
@@ -414,7 +431,15 @@ def _decide_earn(program: CompiledProgram, member: MemberState, event: Purchase 
             usage.extend(increments)
         if reference is not None:
             references.append(reference)
-        outcomes.append(RuleOutcome(rule.id, True, points, cap_reason or "fired"))
+        if cap_reason is None:
+            fired = compiled.fired.get(points)
+            if fired is None:
+                fired = RuleOutcome(rule.id, True, points, "fired")
+                if len(compiled.fired) < _KEPT_FIRED:
+                    compiled.fired[points] = fired
+            outcomes.append(fired)
+        else:
+            outcomes.append(RuleOutcome(rule.id, True, points, cap_reason))
         if compiled.pending:
             pending_points += points
         else:
@@ -763,8 +788,8 @@ def _rule_points(program: CompiledProgram, compiled: CompiledRule, event: AnyEve
         base = Decimal(compiled.formula.integer(context.for_cel()))
     else:
         assert isinstance(event, Purchase)  # the program document refuses per-unit points on other events
-        rate = spec.per_currency_unit if isinstance(spec, PerCurrencyUnit) else program.document.earning.points_per_unit
-        base = event.total * rate
+        assert compiled.rate is not None
+        base = event.total * compiled.rate
     # Times one changes neither the value nor the rounding: most rules skip a Decimal product.
     return program.document.earning.rounding.to_points(base if rule.multiplier == 1 else base * rule.multiplier)
 
@@ -807,19 +832,19 @@ def _earn_postings(
     document = program.document
     expiry = expires_at(document.expiry, occurred_at, program.zone, local)
     lots: list[NewLot] = []
-    postings = [Posting(Account.ISSUED, -(pending_points + immediate_points))]
+    postings = [Posting(_ISSUED, -(pending_points + immediate_points))]
     notes: list[str] = []
     if pending_points:
         available_at = occurred_at + timedelta(days=document.pending_days)
         lots.append(NewLot(pending_points, True, available_at, expiry, order_id))
-        postings.append(Posting(Account.PENDING, pending_points))
+        postings.append(Posting(_PENDING, pending_points))
     settled = min(member.owed, immediate_points)
     if settled:
-        postings.append(Posting(Account.DEBT, settled))
+        postings.append(Posting(_DEBT, settled))
         notes.append(f"{settled} points settle points owed from an earlier refund")
     if immediate_points - settled:
         lots.append(NewLot(immediate_points - settled, False, occurred_at, expiry, order_id))
-        postings.append(Posting(Account.AVAILABLE, immediate_points - settled))
+        postings.append(Posting(_AVAILABLE, immediate_points - settled))
     return lots, postings, notes
 
 
@@ -1122,7 +1147,7 @@ class _LazyContext:
             else:
                 if categories is None:
                     lines = self._event.lines if isinstance(self._event, (Purchase, Refund)) else ()
-                    categories = sorted({line.category for line in lines if line.category})
+                    categories = sorted({line.category for line in lines if line.category}) if lines else []
                 if name == "categories":
                     found[name] = categories
                 elif name == "category_count":

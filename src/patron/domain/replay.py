@@ -22,6 +22,9 @@ from patron.domain.engine import (
 from patron.domain.events import Purchase, Refund
 from patron.domain.ledger import Account, Lot, LotStatus
 
+# Enum members looked up once: reading one off its class costs more than the comparison on a hot path.
+_PENDING, _AVAILABLE, _DEBT = LotStatus.PENDING, LotStatus.AVAILABLE, Account.DEBT
+
 
 def advance(state: MemberState, event: AnyEvent, decision: Decision, new_lot_id: Callable[[], int]) -> MemberState:
     """The member's state after `decision` (rule usage, open lots, points owed). The order is not kept here."""
@@ -39,7 +42,7 @@ def advance(state: MemberState, event: AnyEvent, decision: Decision, new_lot_id:
     if decision.new_lots:
         added = []
         for new in decision.new_lots:
-            status = LotStatus.PENDING if new.pending else LotStatus.AVAILABLE
+            status = _PENDING if new.pending else _AVAILABLE
             added.append(
                 Lot(
                     new_lot_id(),
@@ -55,7 +58,7 @@ def advance(state: MemberState, event: AnyEvent, decision: Decision, new_lot_id:
         lots = (*lots, *added)
     owed = state.owed
     for posting in decision.postings:
-        if posting.account is Account.DEBT:
+        if posting.account is _DEBT:
             owed -= posting.amount
     progress = state.progress if decision.progress is None else decision.progress
     # Built directly rather than with dataclasses.replace, which costs more than the decision on a hot path.
