@@ -258,23 +258,33 @@ _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
-def _all_of(parts: list[Check]) -> Check:
+# The parts of && and || are checks or probes (a comparison's probe saves a call to the check around it): a str
+# from a probe is the key it found missing.
+
+
+def _all_of(parts: list[Check | Probe]) -> Check:
     def check(variables: Mapping[str, Any]) -> bool:
         answer = True
         for part in parts:  # every part, so an undecided one is never skipped
-            if not part(variables):
+            result = part(variables)
+            if result is False:
                 answer = False
+            elif result is not True:
+                raise _Missing(result)
         return answer
 
     return check
 
 
-def _any_of(parts: list[Check]) -> Check:
+def _any_of(parts: list[Check | Probe]) -> Check:
     def check(variables: Mapping[str, Any]) -> bool:
         answer = False
         for part in parts:
-            if part(variables):
+            result = part(variables)
+            if result is True:
                 answer = True
+            elif result is not False:
+                raise _Missing(result)
         return answer
 
     return check
@@ -335,14 +345,14 @@ class _Parser:
         while self.peek() == ("op", "||"):
             self.at += 1
             parts.append(self.conjunction())
-        return parts[0] if len(parts) == 1 else (_any_of([c for c, _ in parts]), None)
+        return parts[0] if len(parts) == 1 else (_any_of([p or c for c, p in parts]), None)
 
     def conjunction(self) -> tuple[Check, Probe | None]:
         parts = [self.term()]
         while self.peek() == ("op", "&&"):
             self.at += 1
             parts.append(self.term())
-        return parts[0] if len(parts) == 1 else (_all_of([c for c, _ in parts]), None)
+        return parts[0] if len(parts) == 1 else (_all_of([p or c for c, p in parts]), None)
 
     def term(self) -> tuple[Check, Probe | None]:
         """A parenthesised condition, a comparison, or path.exists(x, condition). With a probe when the term is
