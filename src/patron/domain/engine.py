@@ -781,15 +781,16 @@ def _stamped_order(event: Purchase) -> StampedOrder:
 
 def _rule_points(program: CompiledProgram, compiled: CompiledRule, event: AnyEvent, context: "_LazyContext") -> int:
     rule, spec = compiled.rule, compiled.rule.points
-    if isinstance(spec, Fixed):
+    rate = compiled.rate
+    if rate is not None:  # per unit, the most common rule: asked first
+        assert isinstance(event, Purchase)  # the program document refuses per-unit points on other events
+        base = event.total * rate
+    elif isinstance(spec, Fixed):
         base = Decimal(spec.fixed)
-    elif isinstance(spec, Formula):
+    else:
+        assert isinstance(spec, Formula)
         assert compiled.formula is not None
         base = Decimal(compiled.formula.integer(context.for_cel()))
-    else:
-        assert isinstance(event, Purchase)  # the program document refuses per-unit points on other events
-        assert compiled.rate is not None
-        base = event.total * compiled.rate
     # Times one changes neither the value nor the rounding: most rules skip a Decimal product.
     return program.document.earning.rounding.to_points(base if rule.multiplier == 1 else base * rule.multiplier)
 

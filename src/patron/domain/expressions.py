@@ -7,7 +7,7 @@ import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import cel
 
@@ -218,7 +218,7 @@ def _comparison_probe(path: tuple[str, ...], sized: bool, op: str, literal: int 
     compare = _OPERATORS[op]
     root, keys = path[0], path[1:]
     if isinstance(literal, bool):
-        wanted: type = bool
+        wanted: Any = bool  # Any: checking type(value) against it leaves value Any for the range check
     elif isinstance(literal, int):
         wanted = int
     else:
@@ -227,6 +227,7 @@ def _comparison_probe(path: tuple[str, ...], sized: bool, op: str, literal: int 
 
     # The lookup is written out here rather than calling _lookup: this runs several times per event.
     def probe(variables: Mapping[str, Any]) -> bool | str:
+        value: Any
         try:
             value = variables[root]
         except KeyError:
@@ -241,7 +242,8 @@ def _comparison_probe(path: tuple[str, ...], sized: bool, op: str, literal: int 
             if type(value) is not list and type(value) is not dict:
                 raise _Undecided
             value = len(value)
-        if type(value) is not wanted or (numeric and not _INT64_MIN <= cast(int, value) <= _INT64_MAX):
+        # value is Any here: no cast, which is a function call on every comparison.
+        if type(value) is not wanted or (numeric and not _INT64_MIN <= value <= _INT64_MAX):
             raise _Undecided
         return compare(value, literal)
 
