@@ -1,7 +1,9 @@
 """store.bulk writes and finds many rows at once: what goes in must come back as the single-row paths store it."""
 
+from collections.abc import Sequence
 from datetime import timedelta, timezone
 from decimal import Decimal
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -9,7 +11,8 @@ import sqlalchemy as sa
 from patron.domain.events import Purchase
 from patron.services import bulk_ingest
 from patron.services.views import EventReceipt
-from patron.store.bulk import allocate_ids, insert_rows, rows_by_key, upsert_rows
+from patron.store.background import outbox
+from patron.store.bulk import COPY_ROWS, allocate_ids, insert_rows, rows_by_key, upsert_rows
 from patron.store.tables import events, member_progress, members, orders
 from tests.conftest import T0
 from tests.helpers import set_up
@@ -104,6 +107,90 @@ def test_insert_rows_stores_times_as_the_same_instants_and_refuses_naive_ones(db
                 }
             ],
         )
+
+
+@pytest.mark.parametrize("count", [1, COPY_ROWS + 8])  # a few rows and many take different paths
+def test_insert_rows_stores_what_a_plain_insert_stores(db, count):
+    s = set_up(db, member_ids=("m1",), now=T0)
+    elsewhere = timezone(timedelta(hours=5, minutes=30))
+
+    def rows(tag: str, member_id: int) -> list[dict[str, object]]:
+        return [
+            {
+                "program_id": s.program_id,
+                "order_id": f"{tag}-{n}",
+                "member_id": member_id,
+                "total": Decimal("12.3456") + n,
+                "earned": n,
+                "refunded": Decimal("0.5"),
+                "clawed_back": 0,
+                "occurred_at": (T0 + timedelta(seconds=n)).astimezone(elsewhere),
+            }
+            for n in range(count)
+        ]
+
+    def messages(tag: str, member_id: int) -> list[dict[str, object]]:
+        return [
+            {
+                "message_id": f"{tag}-{n}",
+                "program_id": s.program_id,
+                "member_id": member_id,
+                "type": "points.earned",
+                "data": {"points": n, "nested": [1, "two", None, {"é": 1.5}]},
+                "dedupe_key": None,
+                "occurred_at": T0.astimezone(elsewhere),
+                "created_at": T0,
+            }
+            for n in range(count)
+        ]
+
+    with db.write() as conn:
+        member_id = conn.execute(sa.select(members.c.id)).scalar_one()
+        insert_rows(conn, orders, rows("bulk", member_id))
+        conn.execute(sa.insert(orders), rows("plain", member_id))
+        insert_rows(conn, outbox, messages("bulk", member_id))
+        conn.execute(sa.insert(outbox), messages("plain", member_id))
+    with db.read() as conn:
+        stored_orders = conn.execute(sa.select(orders.c.order_id, *[c for c in orders.c if c.name != "order_id"])).all()
+        stored_messages = conn.execute(
+            sa.select(outbox.c.message_id, outbox.c.occurred_at, sa.cast(outbox.c.data, sa.Text))
+        ).all()
+    # Text too: a json column keeps the text it was given, and receivers get the messages as stored.
+    assert _tagged(stored_orders, "bulk") == _tagged(stored_orders, "plain")
+    assert _tagged(stored_messages, "bulk") == _tagged(stored_messages, "plain")
+    assert len(_tagged(stored_messages, "bulk")) == count
+
+
+def _tagged(found: Sequence[sa.Row[Any]], tag: str) -> list[tuple[str, tuple[Any, ...]]]:
+    """The rows whose key starts with `tag`, keyed by what follows it."""
+    return sorted((r[0].removeprefix(f"{tag}-"), tuple(r[1:])) for r in found if r[0].startswith(f"{tag}-"))
+
+
+@pytest.mark.parametrize("count", [1, COPY_ROWS + 8])
+def test_insert_rows_refuses_naive_times_however_many_rows(db, count):
+    s = set_up(db, member_ids=("m1",), now=T0)
+    with db.read() as conn:
+        member_id = conn.execute(sa.select(members.c.id)).scalar_one()
+    with pytest.raises((ValueError, sa.exc.StatementError)), db.write() as conn:
+        insert_rows(
+            conn,
+            orders,
+            [
+                {
+                    "program_id": s.program_id,
+                    "order_id": f"o-{n}",
+                    "member_id": member_id,
+                    "total": Decimal(1),
+                    "earned": 0,
+                    "refunded": Decimal(0),
+                    "clawed_back": 0,
+                    "occurred_at": T0.replace(tzinfo=None) if n == count - 1 else T0,
+                }
+                for n in range(count)
+            ],
+        )
+    with db.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(orders)).scalar_one() == 0
 
 
 def test_allocated_ids_are_new_and_ascending(db):
