@@ -43,6 +43,7 @@ from patron.domain.values import quick_init
 AnyEvent = Purchase | Refund | Signup | Custom
 # Enum members looked up once: reading one off its class costs more than building the posting it goes in.
 _ISSUED, _PENDING, _AVAILABLE, _DEBT = Account.ISSUED, Account.PENDING, Account.AVAILABLE, Account.DEBT
+_NOTHING = Decimal(0)  # nothing refunded yet: one value rather than one per purchase
 _KEPT_FAILURES = 16  # distinct failure outcomes remembered per rule
 _KEPT_FIRED = 1024  # distinct amounts whose outcome is remembered per rule
 
@@ -491,7 +492,7 @@ def _decide_earn(program: CompiledProgram, member: MemberState, event: Purchase 
         notes.extend(_tier_notes(document, tier_changes))
     order = None
     if isinstance(event, Purchase):
-        order = OrderChange(event.order_id, event.total, pending_points + immediate_points, Decimal(0), 0)
+        order = OrderChange(event.order_id, event.total, pending_points + immediate_points, _NOTHING, 0)
     # Positional: keywords cost a decision more than a microsecond. The fields in Decision's order.
     return Decision(
         event.type,

@@ -116,6 +116,7 @@ class Replay:
             totals.points_earned += decision.points
         else:
             totals.points_clawed_back -= decision.points
+        by_account = totals.by_account
         for posting in decision.postings:
-            totals.by_account[posting.account] = totals.by_account.get(posting.account, 0) + posting.amount
+            by_account[posting.account] = by_account.get(posting.account, 0) + posting.amount
         return decision

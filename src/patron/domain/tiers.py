@@ -66,9 +66,10 @@ def tallied(
     key = f"{local.year:04d}-{local.month:02d}"
     months = dict(progress.months)
     if key not in months:
-        # A new month: the moment to forget the months no window reaches any more.
-        oldest = add_months(local.replace(day=1), -KEPT_MONTHS)
-        cut = f"{oldest.year:04d}-{oldest.month:02d}"
+        # A new month: the moment to forget the months no window reaches any more. Counted in months since year 0,
+        # as add_months counts, without building the dates.
+        oldest = local.year * 12 + local.month - 1 - KEPT_MONTHS
+        cut = f"{oldest // 12:04d}-{oldest % 12 + 1:02d}"
         months = {k: v for k, v in months.items() if k >= cut}
         months[key] = tally
     else:
@@ -114,9 +115,9 @@ def window_value(
         inside = [v for k, v in progress.months.items() if k in keys]
     # Whole numbers are summed as ints: Decimal arithmetic costs more than the rest of a tier check.
     if metric is TierMetric.POINTS:
-        return Decimal(sum(v.points for v in inside))
+        return Decimal(sum([v.points for v in inside]))
     if metric is TierMetric.VISITS:
-        return Decimal(sum(v.visits for v in inside))
+        return Decimal(sum([v.visits for v in inside]))
     return sum((v.spend for v in inside), Decimal(0))
 
 
