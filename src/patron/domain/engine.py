@@ -726,15 +726,15 @@ def _stamp(
     at = event.occurred_at
     for compiled in program.cards:
         card = compiled.card
-        rule_id = f"stamp_card:{card.id}"
         try:
             if not context.holds(compiled.when):
                 assert compiled.no_stamp is not None
                 outcomes.append(compiled.no_stamp)
                 continue
         except ExpressionError as exc:
-            outcomes.append(RuleOutcome(rule_id, False, 0, f"expression failed: {exc}"))
+            outcomes.append(RuleOutcome(f"stamp_card:{card.id}", False, 0, f"expression failed: {exc}"))
             continue
+        rule_id = f"stamp_card:{card.id}"
         current = cards.get(card.id)
         reasons = []
         if (
@@ -1121,7 +1121,9 @@ class _LazyContext:
             variables: dict[str, Any] = {}
             if plan.event is not None:
                 event = self._event
-                found = {name: get(event) for name, get in plan.event}
+                found = {}
+                for name, get in plan.event:  # a loop: a comprehension costs a frame of its own
+                    found[name] = get(event)
                 if plan.engine:
                     found.update(self._engine_fields(plan.engine))
                 variables["event"] = found
