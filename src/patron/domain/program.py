@@ -271,6 +271,8 @@ class Tiers(Strict):
         return next((i + 1 for i, level in enumerate(self.levels) if level.id == tier_id), 0)
 
     def level(self, tier_id: str | None) -> TierLevel | None:
+        if tier_id is None:  # no tier: the engine asks on every purchase of a member without one
+            return None
         return next((level for level in self.levels if level.id == tier_id), None)
 
 
