@@ -16,7 +16,6 @@ from decimal import Decimal
 from functools import partial
 from typing import Any
 
-from psycopg.types.json import Json
 from sqlalchemy import JSON, ColumnElement, Connection, Result, Table, bindparam, func, select, text, true
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
@@ -126,11 +125,11 @@ def copy_values(conn: Connection, table: Table, names: Sequence[str], values: It
 
 
 def _to_copy_value(column_type: Any, conn: Connection) -> Callable[[Any], Any] | None:
-    """What a value becomes for COPY (None: nothing): JSON documents wrapped for psycopg to write as JSON, a
-    column type's own conversion (money to an integer count); times only refused when naive, since the server
-    stores an aware time as the same instant whatever its zone."""
+    """What a value becomes for COPY (None: nothing): JSON documents as their text (the server reads every
+    COPY field as its column's type), a column type's own conversion (money to an integer count); times only
+    refused when naive, since the server stores an aware time as the same instant whatever its zone."""
     if isinstance(column_type, JSON):
-        return lambda value: None if value is None else Json(value, dumps=_dumps)
+        return lambda value: None if value is None else _dumps(value)
     if isinstance(column_type, UtcDateTime):
         return partial(_aware, column_type, conn.dialect)
     if isinstance(column_type, TypeDecorator):
