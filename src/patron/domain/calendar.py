@@ -23,7 +23,10 @@ def add_months(moment: datetime, months: int) -> datetime:
     """Same day-of-month `months` later, clamped to the month's last day (Jan 31 + 1 month = Feb 28/29)."""
     index = moment.month - 1 + months
     year, month = moment.year + index // 12, index % 12 + 1
-    return moment.replace(year=year, month=month, day=min(moment.day, _days_in_month(year, month)))
+    day = moment.day
+    if day > 28:  # every month has 28 days: only a later day may need clamping
+        day = min(day, _days_in_month(year, month))
+    return moment.replace(year=year, month=month, day=day)
 
 
 @cache

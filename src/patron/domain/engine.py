@@ -1157,7 +1157,8 @@ class _LazyContext:
                 elif name == "category_count":
                     found[name] = len(categories)
                 else:
-                    found[name] = [c for c in categories if c not in self._progress.categories]
+                    bought = self._progress.categories
+                    found[name] = [c for c in categories if c not in bought] if categories else []
         return found
 
 
