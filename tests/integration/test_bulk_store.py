@@ -193,6 +193,34 @@ def test_insert_rows_refuses_naive_times_however_many_rows(db, count):
         assert conn.execute(sa.select(sa.func.count()).select_from(orders)).scalar_one() == 0
 
 
+@pytest.mark.parametrize("count", [1, COPY_ROWS + 8])
+def test_insert_rows_reports_a_taken_key_as_an_integrity_error(db, count):
+    """Callers retry a lost race on IntegrityError (batch ingest one event at a time): the driver's own error
+    would slip past them."""
+    s = set_up(db, member_ids=("m1",), now=T0)
+    with db.read() as conn:
+        member_id = conn.execute(sa.select(members.c.id)).scalar_one()
+    rows = [
+        {
+            "program_id": s.program_id,
+            "order_id": f"o-{n}",
+            "member_id": member_id,
+            "total": Decimal(1),
+            "earned": 0,
+            "refunded": Decimal(0),
+            "clawed_back": 0,
+            "occurred_at": T0,
+        }
+        for n in range(count)
+    ]
+    with db.write() as conn:
+        insert_rows(conn, orders, rows[-1:])
+    with pytest.raises(sa.exc.IntegrityError), db.write() as conn:
+        insert_rows(conn, orders, rows)
+    with db.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(orders)).scalar_one() == 1
+
+
 def test_allocated_ids_are_new_and_ascending(db):
     set_up(db, member_ids=("m1", "m2"), now=T0)
     with db.write() as conn:

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import JSON, ColumnElement, Connection, Result, Table, bindparam, func, select, text, true
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import TypeDecorator
 
 from patron.store.sets import text_in
@@ -115,11 +116,17 @@ def copy_values(conn: Connection, table: Table, names: Sequence[str], values: It
     """PostgreSQL only: COPY of rows given as plain values in the order of `names`, already what the columns
     store (no type conversion), on the caller's connection and so inside its transaction."""
     quoted = ", ".join(f'"{table.c[name].name}"' for name in names)  # names from the schema, never from input
+    statement = f"COPY {table.name} ({quoted}) FROM STDIN"
+    driver_error = conn.dialect.loaded_dbapi.Error
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        with cursor.copy(f"COPY {table.name} ({quoted}) FROM STDIN") as copy:
+        with cursor.copy(statement) as copy:
             for row in values:
                 copy.write_row(row)
+    except driver_error as exc:
+        # Raised as SQLAlchemy raises the driver's errors of every other statement: callers retry a lost race on
+        # IntegrityError, and Database.run a deadlock or serialization failure on DBAPIError.
+        raise DBAPIError.instance(statement, None, exc, driver_error, dialect=conn.dialect) from exc
     finally:
         cursor.close()
 
