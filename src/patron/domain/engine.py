@@ -375,7 +375,7 @@ def _decide_earn(program: CompiledProgram, member: MemberState, event: Purchase 
     document = program.document
     progress = member.progress
     tier_changes: list[TierChange] = []
-    if document.tiers is not None:
+    if document.tiers is not None and progress.tier is not None:  # without a tier there is nothing to review
         progress, tier_changes = tiers.review(
             document.tiers, progress, event.occurred_at, program.zone, document.currency
         )
@@ -452,7 +452,9 @@ def _decide_earn(program: CompiledProgram, member: MemberState, event: Purchase 
     signals: list[Signal] = []
     campaign_spend: list[tuple[str, int]] = []
     if isinstance(event, Purchase) and (document.tiers is not None or program.campaigns):
-        extra = _tier_bonus(program, progress, pending_points + immediate_points, outcomes)
+        extra = 0  # without a tier there is no tier bonus
+        if progress.tier is not None:
+            extra = _tier_bonus(program, progress, pending_points + immediate_points, outcomes)
         span = program.campaign_span
         if span is not None and span[0] <= event.occurred_at < span[1]:
             extra += _campaigns(
