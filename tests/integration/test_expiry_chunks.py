@@ -1,6 +1,7 @@
 """Expiry of many members at once: a chunk that spans programs posts one balanced journal transaction per program,
 moves each member's balance by what expired of their own lots, and announces it once per member."""
 
+import pytest
 import sqlalchemy as sa
 
 from patron.services import maintenance, outbox
@@ -52,13 +53,15 @@ def test_one_run_over_two_programs_posts_a_transaction_per_program_and_a_message
     assert len(expired_messages(db)) == 3
 
 
-def test_small_chunks_expire_every_lot_of_every_member_once(db):
+@pytest.mark.parametrize("workers", [1, 3])
+def test_small_chunks_expire_every_lot_of_every_member_once(db, workers):
     s = set_up(db, document(), member_ids=tuple(f"m{i}" for i in range(7)), now=T0)
     for i in range(7):
         for points in range(1, i + 2):
             fund(s, f"m{i}", points)
 
-    report = maintenance.expire(db, now=T0 + 31 * DAY, chunk=4)
+    # Three workers on PostgreSQL: chunks that share a member run side by side and queue on its lock.
+    report = maintenance.expire(db, now=T0 + 31 * DAY, chunk=4, workers=workers)
 
     assert (report.lots, report.points) == (28, 84)  # a member whose lots straddle two chunks hears twice
     per_member: dict[str, int] = {}
@@ -67,3 +70,4 @@ def test_small_chunks_expire_every_lot_of_every_member_once(db):
     assert per_member == {f"m{i}": sum(range(1, i + 2)) for i in range(7)}
     assert all(balance_of(db, s, f"m{i}").available == 0 for i in range(7))
     assert_conserved(db, s)
+    assert maintenance.expire(db, now=T0 + 31 * DAY, chunk=4, workers=workers).lots == 0

@@ -9,8 +9,9 @@ sums, handed over as arrays (PostgreSQL) or one JSON text (SQLite): no Python ob
 """
 
 import json
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,6 +29,7 @@ from patron.store.tables import balances, journal, lots, postings
 from patron.store.types import UtcDateTime
 
 DEFAULT_CHUNK = 10_000
+DEFAULT_WORKERS = 2
 Counts = tuple[int, int, int, int]  # lots, points, member postings, journal transactions
 Moves = Callable[[int, int], list[ledger.MemberPosting]]
 
@@ -66,9 +68,13 @@ def expire(
     chunk: int = DEFAULT_CHUNK,
     program_id: int | None = None,
     progress: Callable[[int], None] | None = None,
+    workers: int = DEFAULT_WORKERS,
 ) -> RunReport:
-    """Moves what is left of every lot past its expiry from the member's available points to `expired`."""
-    return _run_chunks(db, _expiring(now), program_id, chunk, progress, _expire_chunk(now))
+    """Moves what is left of every lot past its expiry from the member's available points to `expired`.
+
+    On PostgreSQL `workers` chunks run at once, each in its own transaction (SQLite writes one at a time).
+    """
+    return _run_chunks(db, _expiring(now), program_id, chunk, progress, _expire_chunk(now), workers=workers)
 
 
 def activate(
@@ -99,8 +105,10 @@ def _run_chunks(
     chunk: int,
     progress: Callable[[int], None] | None,
     work: ChunkWork,
+    *,
+    workers: int = 1,
 ) -> RunReport:
-    def one_chunk(conn: Connection, after: int) -> tuple[Counts, int] | None:
+    def first_look(conn: Connection, after: int) -> _Scope | None:
         window = select(lots.c.id, lots.c.member_id).where(due, lots.c.id > after)
         if program_id is not None:
             window = window.where(lots.c.program_id == program_id)
@@ -109,22 +117,69 @@ def _run_chunks(
         per_member = conn.execute(select(first.c.member_id, func.max(first.c.id)).group_by(first.c.member_id)).all()
         if not per_member:
             return None
-        member_ids = [row[0] for row in per_member]
-        upper = max(row[1] for row in per_member)
-        lock_many(conn, member_ids)
+        return _Scope(after=after, upper=max(row[1] for row in per_member), members=[row[0] for row in per_member])
+
+    def locked_work(conn: Connection, scope: _Scope) -> Counts:
+        lock_many(conn, list(scope.members))
         # The work reads the lots again under the member locks: a redemption may have spent some of them since
         # the first look. Every writer of lots holds the member lock, so what is read now stays true until
         # commit. A lot of another member that fell due inside the id range meanwhile is left for the next run.
-        return work(conn, _Scope(after=after, upper=upper, members=member_ids)), upper
+        return work(conn, scope)
 
     totals = [0, 0, 0, 0]
+
+    def add(counts: Counts) -> None:
+        totals[:] = [t + c for t, c in zip(totals, counts, strict=True)]
+        if progress is not None:
+            progress(counts[0])
+
+    if workers > 1 and not db.is_sqlite:
+        _run_in_parallel(db, first_look, locked_work, add, workers)
+        return RunReport(*totals)
+
+    def one_chunk(conn: Connection, after: int) -> tuple[Counts, int] | None:
+        scope = first_look(conn, after)
+        return None if scope is None else (locked_work(conn, scope), scope.upper)
+
     after = 0
     while (done := db.run(lambda conn: one_chunk(conn, after))) is not None:  # noqa: B023 - called at once
         counts, after = done
-        totals = [t + c for t, c in zip(totals, counts, strict=True)]
-        if progress is not None:
-            progress(counts[0])
+        add(counts)
     return RunReport(*totals)
+
+
+def _run_in_parallel(
+    db: Database,
+    first_look: Callable[[Connection, int], _Scope | None],
+    locked_work: ChunkWork,
+    add: Callable[[Counts], None],
+    workers: int,
+) -> None:
+    """Chunks on `workers` connections at once: the database does nearly all of a chunk's work, one CPU per
+    connection. This thread takes the first looks, one read transaction each, and hands each chunk (a lot id
+    range and its members) to a worker, whose transaction locks the members and does the work. Chunks are
+    disjoint id ranges, so running them side by side changes nothing but the order of their commits; two chunks
+    sharing a member queue on its lock (taken in id order by both, so never a deadlock)."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="patron-chunks") as pool:
+        submitted: deque[Future[Counts]] = deque()
+        try:
+            after = 0
+            while True:
+                with db.read() as conn:
+                    scope = first_look(conn, after)
+                if scope is None:
+                    break
+                after = scope.upper
+                submitted.append(pool.submit(db.run, lambda conn, scope=scope: locked_work(conn, scope)))
+                # One chunk waits beyond those running, so a worker that finishes starts the next one at once.
+                while len(submitted) > workers:
+                    add(submitted.popleft().result())
+            while submitted:
+                add(submitted.popleft().result())
+        except BaseException:
+            for waiting in submitted:
+                waiting.cancel()
+            raise
 
 
 def _due_per_member(conn: Connection, chunk_lots: ColumnElement[bool]) -> Sequence[Row[Any, Any, Any, Any]]:
