@@ -26,6 +26,9 @@ def add_months(moment: datetime, months: int) -> datetime:
     day = moment.day
     if day > 28:  # every month has 28 days: only a later day may need clamping
         day = min(day, _days_in_month(year, month))
+    if type(moment) is datetime and not moment.fold:
+        # The same value as replace() gives, built positionally: replace's keywords cost twice as much.
+        return datetime(year, month, day, moment.hour, moment.minute, moment.second, moment.microsecond, moment.tzinfo)
     return moment.replace(year=year, month=month, day=day)
 
 

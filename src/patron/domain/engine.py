@@ -113,6 +113,9 @@ class CompiledProgram:
     campaign_span: tuple[datetime, datetime] | None = None
     # How to build the expression variables, per (trigger, event type): worked out on the first such event.
     context_plans: dict[tuple[str, type], "_ContextPlan"] = field(default_factory=dict, compare=False, repr=False)
+    # Worked out once rather than per event: the return window, and the decimal rounding mode of earned points.
+    pending_for: timedelta = timedelta(0)
+    rounding_mode: str = ""
 
     @classmethod
     def compile(cls, document: ProgramDocument, version: int) -> "CompiledProgram":
@@ -205,6 +208,8 @@ class CompiledProgram:
             needs,
             shared,
             span,
+            pending_for=timedelta(days=document.pending_days),
+            rounding_mode=rounding.decimal_mode,
         )
 
 
@@ -340,10 +345,13 @@ class Decision:
 
 
 def decide(program: CompiledProgram, member: MemberState, event: AnyEvent) -> Decision:
+    # Purchases asked first: isinstance answering no costs an event model's metaclass check, yes costs nothing.
+    if isinstance(event, Purchase):
+        if member.order is not None:
+            raise EventRejected("order_id", f"order {event.order_id!r} was already reported by another event")
+        return _decide_earn(program, member, event)
     if isinstance(event, Refund):
         return _decide_refund(program, member, event)
-    if isinstance(event, Purchase) and member.order is not None:
-        raise EventRejected("order_id", f"order {event.order_id!r} was already reported by another event")
     return _decide_earn(program, member, event)
 
 
@@ -664,7 +672,7 @@ def _progress_after(
     categories, skus, cards, scores = progress.categories, progress.skus, progress.cards, progress.scores
     last_purchase = progress.last_purchase_at
     if isinstance(event, Purchase):
-        tally = Tally(points, event.total, 1)
+        spend, visits = event.total, 1
         if event.lines and "purchases" in needs:
             categories, skus = dict(categories), dict(skus)
             for line in event.lines:
@@ -676,7 +684,7 @@ def _progress_after(
         if "last_purchase" in needs:
             last_purchase = at
     else:
-        tally = Tally(points, Decimal(0), 0)
+        spend, visits = _NOTHING, 0
         if isinstance(event, Custom):
             score = event.attributes.get("score")
             if isinstance(score, int) and not isinstance(score, bool):
@@ -684,12 +692,13 @@ def _progress_after(
     months, lifetime = progress.months, progress.lifetime
     # A purchase always counts (a visit); another event only when it earns points.
     if "tally" in needs and (points or isinstance(event, Purchase)):
-        months, lifetime = tiers.tallied(progress, at, program.zone, tally, context.local)
+        months, lifetime = tiers.counted(progress, context.local, points, spend, visits)
     seen = progress.references | frozenset(references) if references else progress.references
     unchanged = (
         months is progress.months
         and categories is progress.categories
         and cards is progress.cards
+        and not (program.cards and isinstance(event, Purchase))  # a purchase under cards always wrote progress
         and last_purchase == progress.last_purchase_at
         and seen is progress.references
         and scores is progress.scores
@@ -724,7 +733,8 @@ def _stamp(
     """Stamps each card whose condition the purchase meets; a full card gives its reward and a new card starts."""
     if not program.cards:
         return progress.cards
-    cards = dict(progress.cards)
+    cards = progress.cards
+    stamped: dict[str, OpenCard] | None = None  # the cards copied when one is stamped: most purchases stamp none
     at = event.occurred_at
     for compiled in program.cards:
         card = compiled.card
@@ -772,9 +782,11 @@ def _stamp(
                 current.started_at, (*current.stamps, Stamp(event.order_id, card.stamps, _stamped_order(event)))
             )
             reasons.append(f"{card.stamps} stamp(s): {count} of {card.size}")
-        cards[card.id] = current
+        if stamped is None:
+            stamped = dict(cards)
+        stamped[card.id] = current
         outcomes.append(RuleOutcome(rule_id, True, 0, "; ".join(reasons)))
-    return cards
+    return cards if stamped is None else stamped
 
 
 def _stamped_order(event: Purchase) -> StampedOrder:
@@ -795,7 +807,7 @@ def _rule_points(program: CompiledProgram, compiled: CompiledRule, event: AnyEve
         assert compiled.formula is not None
         base = Decimal(compiled.formula.integer(context.for_cel()))
     # Times one changes neither the value nor the rounding: most rules skip a Decimal product.
-    return program.document.earning.rounding.to_points(base if rule.multiplier == 1 else base * rule.multiplier)
+    return int((base if rule.multiplier == 1 else base * rule.multiplier).to_integral_value(program.rounding_mode))
 
 
 def _apply_caps(
@@ -839,7 +851,7 @@ def _earn_postings(
     postings = [Posting(_ISSUED, -(pending_points + immediate_points))]
     notes: list[str] = []
     if pending_points:
-        available_at = occurred_at + timedelta(days=document.pending_days)
+        available_at = occurred_at + program.pending_for
         lots.append(NewLot(pending_points, True, available_at, expiry, order_id))
         postings.append(Posting(_PENDING, pending_points))
     settled = min(member.owed, immediate_points)

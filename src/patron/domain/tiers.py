@@ -23,6 +23,9 @@ from patron.domain.progress import Progress, Tally
 from patron.domain.values import quick_init
 
 KEPT_MONTHS = 25  # enough for a rolling window reviewed at the end of a grace period of up to a year
+# Enum members looked up once: reading one off its class costs more than the comparison on a hot path.
+_LIFETIME, _CALENDAR_YEAR = TierWindow.LIFETIME, TierWindow.CALENDAR_YEAR
+_POINTS, _VISITS = TierMetric.POINTS, TierMetric.VISITS
 
 
 @quick_init
@@ -63,18 +66,38 @@ def tallied(
     """The months and lifetime tallies with `tally` counted in the month of `moment` (`local`: the same moment in
     `zone`, when the caller has it already)."""
     local = moment.astimezone(zone) if local is None else local
-    key = f"{local.year:04d}-{local.month:02d}"
-    if key not in progress.months:
-        # A new month: the moment to forget the months no window reaches any more. Counted in months since year 0,
-        # as add_months counts, without building the dates.
-        oldest = local.year * 12 + local.month - 1 - KEPT_MONTHS
-        cut = f"{oldest // 12:04d}-{oldest % 12 + 1:02d}"
-        months = {k: v for k, v in progress.months.items() if k >= cut}
-        months[key] = tally
+    return counted(progress, local, tally.points, tally.spend, tally.visits)
+
+
+def counted(
+    progress: Progress, local: datetime, points: int, spend: Decimal, visits: int
+) -> tuple[dict[str, Tally], Tally]:
+    """As `tallied`, for the engine: the amounts given as they are rather than as a Tally built to be added."""
+    index = local.year * 12 + local.month - 1  # months since year 0, as add_months counts
+    key = _MONTH_KEYS.get(index) or _month_key(index)
+    months = progress.months
+    if key not in months:
+        # A new month: the moment to forget the months no window reaches any more, without building the dates.
+        cut = _MONTH_KEYS.get(index - KEPT_MONTHS) or _month_key(index - KEPT_MONTHS)
+        kept = {k: v for k, v in months.items() if k >= cut}
+        kept[key] = Tally(points, spend, visits)
     else:
-        months = dict(progress.months)
-        months[key] = months[key].plus(tally)
-    return months, progress.lifetime.plus(tally)
+        kept = dict(months)
+        before = kept[key]
+        kept[key] = Tally(before.points + points, before.spend + spend, before.visits + visits)
+    lifetime = progress.lifetime
+    return kept, Tally(lifetime.points + points, lifetime.spend + spend, lifetime.visits + visits)
+
+
+# "2026-03" per month counted from year 0, formatted once: formatting costs more than the rest of a tally.
+_MONTH_KEYS: dict[int, str] = {}
+
+
+def _month_key(index: int) -> str:
+    key = f"{index // 12:04d}-{index % 12 + 1:02d}"
+    if len(_MONTH_KEYS) < 10_000:  # bounded: a few centuries of months
+        _MONTH_KEYS[index] = key
+    return key
 
 
 def measure(tally: Tally, metric: TierMetric) -> Decimal:
@@ -104,12 +127,14 @@ def window_value(
 ) -> Decimal:
     """What counts towards a tier now: the current calendar year, the last 12 months (this one included) or all."""
     metric = tiers.qualify_on
-    if tiers.window is TierWindow.LIFETIME:
+    window = tiers.window
+    if window is _LIFETIME:
         return measure(progress.lifetime, metric)
     local = at.astimezone(zone) if local is None else local
-    if tiers.window is TierWindow.CALENDAR_YEAR:
-        year = f"{local.year:04d}"
-        if metric is TierMetric.POINTS:  # the common case in one loop: this runs on every purchase
+    if window is _CALENDAR_YEAR:
+        index = local.year * 12
+        year = (_MONTH_KEYS.get(index) or _month_key(index))[:4]
+        if metric is _POINTS:  # the common case in one loop: this runs on every purchase
             points = 0
             for k, v in progress.months.items():
                 if k[:4] == year:
@@ -120,9 +145,9 @@ def window_value(
         keys = _months_before(local, 12, including=True)
         inside = [v for k, v in progress.months.items() if k in keys]
     # Whole numbers are summed as ints: Decimal arithmetic costs more than the rest of a tier check.
-    if metric is TierMetric.POINTS:
+    if metric is _POINTS:
         return Decimal(sum([v.points for v in inside]))
-    if metric is TierMetric.VISITS:
+    if metric is _VISITS:
         return Decimal(sum([v.visits for v in inside]))
     return sum((v.spend for v in inside), Decimal(0))
 
@@ -147,15 +172,18 @@ def upgrade(
     tiers: Tiers, progress: Progress, at: datetime, zone: ZoneInfo, currency: str, local: datetime | None = None
 ) -> tuple[Progress, list[TierChange]]:
     """Raises the tier as soon as the current window reaches a higher threshold (levels may be skipped)."""
-    if tiers.rank(progress.tier) == len(tiers.levels):
+    levels = tiers.levels
+    rank = tiers.rank(progress.tier)
+    if rank == len(levels):
         return progress, []  # already at the top
     value = window_value(tiers, progress, at, zone, local)
-    reached = None
-    for level in tiers.levels:
+    # Thresholds rise from one level to the next: a higher tier is reached exactly when the next one is.
+    if value < levels[rank].threshold:
+        return progress, []
+    reached = levels[rank]
+    for level in levels[rank + 1 :]:
         if value >= level.threshold:
             reached = level
-    if reached is None or tiers.rank(reached.id) <= tiers.rank(progress.tier):
-        return progress, []
     reason = (
         f"{amount(tiers, value, currency)} {_metric_verb(tiers)} {_window_name(tiers, at, zone)} "
         f"reached {reached.name} ({amount(tiers, reached.threshold, currency)})"
