@@ -53,7 +53,7 @@ outbox = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("message_id", String(40), nullable=False, unique=True),
-    Column("program_id", ForeignKey("programs.id"), nullable=False),
+    Column("program_id", Id, nullable=False),  # no FK: see migration 0009
     Column("member_id", ForeignKey("members.id")),
     Column("type", String(64), nullable=False),
     Column("data", JSON, nullable=False),

@@ -101,7 +101,7 @@ events = Table(
     "events",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("program_id", ForeignKey("programs.id"), nullable=False),
+    Column("program_id", Id, nullable=False),  # no FK: see migration 0009
     Column("event_id", String(128), nullable=False),
     Column("member_id", ForeignKey("members.id"), nullable=False),
     Column("type", String(16), nullable=False),
@@ -146,7 +146,7 @@ postings = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("transaction_id", ForeignKey("journal.id"), nullable=False),
-    Column("program_id", ForeignKey("programs.id"), nullable=False),
+    Column("program_id", Id, nullable=False),  # no FK: see migration 0009
     Column("member_id", ForeignKey("members.id")),  # null for program accounts
     Column("account", String(16), nullable=False),
     Column("amount", BigInteger, nullable=False),
@@ -160,7 +160,7 @@ lots = Table(
     "lots",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("program_id", ForeignKey("programs.id"), nullable=False),
+    Column("program_id", Id, nullable=False),  # no FK: see migration 0009
     Column("member_id", ForeignKey("members.id"), nullable=False),
     Column("transaction_id", ForeignKey("journal.id"), nullable=False),
     Column("order_id", String(128)),
@@ -179,7 +179,7 @@ lots = Table(
 orders = Table(
     "orders",
     metadata,
-    Column("program_id", ForeignKey("programs.id"), primary_key=True),
+    Column("program_id", Id, primary_key=True),  # no FK: see migration 0009
     Column("order_id", String(128), primary_key=True),
     Column("member_id", ForeignKey("members.id"), nullable=False),
     Column("total", MoneyColumn, nullable=False),
