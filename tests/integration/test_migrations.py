@@ -72,3 +72,19 @@ def test_a_database_with_a_ledger_goes_down_to_the_first_revision_and_up_again_i
     # The database still takes writes after the round trip.
     adjustments.adjust(fresh_db, s.cache, s.program_id, "m1", -100, "spend", actor="test", now=T0)
     check_invariants(fresh_db)
+
+
+def test_the_rows_each_event_writes_keep_every_key_that_guards_the_ledger(fresh_db: Database) -> None:
+    """Migration 0009 dropped only the keys to programs that other keys already imply."""
+    inspector = sa.inspect(fresh_db.engine)
+
+    def keys(table: str) -> set[tuple[str, str]]:
+        return {(k["constrained_columns"][0], k["referred_table"]) for k in inspector.get_foreign_keys(table)}
+
+    assert keys("postings") == {("transaction_id", "journal"), ("member_id", "members")}
+    assert keys("lots") == {("transaction_id", "journal"), ("member_id", "members")}
+    assert keys("journal") == {("program_id", "programs"), ("member_id", "members"), ("event_id", "events")}
+    assert keys("events") == {("member_id", "members")}
+    assert keys("orders") == {("member_id", "members")}
+    assert keys("outbox") == {("member_id", "members")}
+    assert keys("members") == {("program_id", "programs")}
