@@ -14,6 +14,10 @@ class Settings(BaseSettings):
     port: int = 8000
     workers: int = 1
     pool_size: int = 20
+    # Single events (POST /v1/events) arriving while another's transaction is in flight share the next one, up to
+    # group_commit_max_batch; 0/false: one transaction per request.
+    group_commit: bool = True
+    group_commit_max_batch: int = 256
     # json: one object per line for a log collector; console: readable lines for a person at a terminal.
     log_format: Literal["json", "console"] = "json"
 

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from patron import __version__
 from patron.api import problems
+from patron.api.group_commit import GroupCommit, ingesting
 from patron.api.routes import (
     adjustments,
     cart,
@@ -47,18 +48,26 @@ def create_app(
 ) -> FastAPI:
     """A database passed in stays the caller's (it is not disposed at shutdown); `clock` lets tests set the time."""
 
+    config = settings or Settings()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = database is None
-        if database is None:
-            config = settings or Settings()
-            db = Database(config.database_url, pool_size=config.pool_size)
-        else:
-            db = database
+        db = Database(config.database_url, pool_size=config.pool_size) if database is None else database
         try:
             await run_in_threadpool(migrate, db)
-            app.state.runtime = Runtime(db, ProgramCache(), clock)
-            yield
+            cache = ProgramCache()
+            group = (
+                GroupCommit(ingesting(db, cache, clock), max_batch=config.group_commit_max_batch)
+                if config.group_commit
+                else None
+            )
+            app.state.runtime = Runtime(db, cache, clock, group)
+            try:
+                yield
+            finally:
+                if group is not None:
+                    await group.drain()
         finally:
             if owned:
                 db.dispose()
@@ -72,7 +81,7 @@ def create_app(
         lifespan=lifespan,
     )
     # Read by the unsubscribe page for the key that signs its links.
-    app.state.settings = settings or Settings()
+    app.state.settings = config
     problems.install(app)
     app.add_middleware(RequestMetrics)
     for module in (

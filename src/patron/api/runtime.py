@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from patron.api.group_commit import GroupCommit
 from patron.services.program_cache import ProgramCache
 from patron.store.database import Database
 
@@ -16,6 +17,7 @@ class Runtime:
     database: Database
     cache: ProgramCache
     clock: Callable[[], datetime]
+    group_commit: GroupCommit | None = None  # None: one transaction per single event
 
     def now(self) -> datetime:
         return self.clock()

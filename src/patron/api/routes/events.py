@@ -49,9 +49,12 @@ async def post_event(
     if dry_run:
         response.status_code = status.HTTP_200_OK
         return await run_in_threadpool(events.dry_run, runtime.database, runtime.cache, key.program_id, event)
-    receipt, replayed = await run_in_threadpool(
-        events.ingest_reporting_replay, runtime.database, runtime.cache, key.program_id, event, now=runtime.now()
-    )
+    if runtime.group_commit is not None:
+        receipt, replayed = await runtime.group_commit.submit(key.program_id, event)
+    else:
+        receipt, replayed = await run_in_threadpool(
+            events.ingest_reporting_replay, runtime.database, runtime.cache, key.program_id, event, now=runtime.now()
+        )
     if replayed:
         response.status_code = status.HTTP_200_OK
     return receipt
