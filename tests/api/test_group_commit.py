@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from patron.store.database import Database
 from patron.store.tables import events, journal
 from tests.api.conftest import TestClient, make_key, snapshot
 from tests.api.events import purchase, refund, review, signup
+from tests.api.test_referrals import LATER, code_of, new_member, referrals, sign_up  # noqa: F401 (a fixture)
 from tests.conftest import T0, make_database
 from tests.helpers import check_invariants, set_up
 
@@ -197,3 +199,23 @@ def test_shutdown_waits_for_the_events_already_sent(db):
     with db.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one() == 20
     check_invariants(db)
+
+
+def test_a_referred_members_qualifying_purchase_shows_the_referral_reward_as_when_sent_alone(referrals):  # noqa: F811
+    api = referrals
+    new_member(api, "bob")
+    assert sign_up(api, "bob", code_of(api)).status_code == 201
+    api.clock.now = datetime.fromisoformat(LATER)
+    bodies = [
+        purchase("first", "m1", "o0", "10.00", occurred_at=LATER),
+        purchase("p-big", "bob", "big", "25.00", occurred_at=LATER),
+        purchase("p-other", "m1", "o1", "10.00", occurred_at=LATER),
+        purchase("p-more", "m1", "o2", "10.00", occurred_at=LATER),
+    ]
+    with member_locked(api.db, api.program_id, "m1") as release:
+        replies = send_queued(api.client, api.tokens["events"], bodies, release)
+    assert [r.status_code for r in replies] == [201] * 4, [r.text for r in replies]
+    # The single-event receipt: the balance after the referee's 50 points.
+    assert replies[1].json()["balance"] == api.balance("bob")
+    assert replies[1].json()["balance"]["available"] == 50
+    check_invariants(api.db)

@@ -37,6 +37,7 @@ from patron.store import ledger
 from patron.store.database import Database
 from patron.store.members import MemberRow
 from patron.store.tables import balances, campaign_budgets, events, member_progress, orders, rule_usage
+from patron.store.tables import members as member_table
 from patron.store.tables import referrals as referral_rows
 from patron.store.upsert import insert_or_add
 
@@ -99,6 +100,21 @@ def ingest_batch_reporting_replays(
             except ServiceError as exc:
                 results.append(exc)
         return results
+
+
+def referees(db: Database, program_id: int, member_ids: Sequence[str]) -> set[str]:
+    """Those of these members who were ever referred: a purchase or refund of theirs may reward or claw back a
+    referral, which a single event's receipt shows in its balance and a batch's receipts do not."""
+    if not member_ids:
+        return set()
+    with db.read() as conn:
+        return set(
+            conn.scalars(
+                select(member_table.c.external_id)
+                .join(referral_rows, referral_rows.c.referee_id == member_table.c.id)
+                .where(member_table.c.program_id == program_id, member_table.c.external_id.in_(sorted(member_ids)))
+            )
+        )
 
 
 def _once(
