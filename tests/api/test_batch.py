@@ -57,6 +57,22 @@ def test_good_and_bad_events_in_one_batch_each_get_their_own_result(api):
     assert transactions(api.db) == 2
 
 
+def test_an_id_whose_first_delivery_failed_in_the_batch_is_free_for_another_body(api):
+    batch = [
+        purchase(event_id="p1", member_id="nobody"),  # 0: unknown member, nothing stored
+        purchase(event_id="p1", total="150.00"),  # 1: the same id with another body: judged on its own
+        purchase(event_id="p1", member_id="nobody"),  # 2: the first body again: now another body than 1's
+        purchase(event_id="p1", total="150.00"),  # 3: a retry of 1
+    ]
+    results = api.post("/v1/events/batch", key="events", json={"events": batch}).json()["results"]
+    assert [r["status"] for r in results] == [404, 201, 409, 200]
+    assert results[3]["receipt"] == results[1]["receipt"]
+    # The same as sending them one at a time.
+    alone = api.post("/v1/events", key="events", json=purchase(event_id="p1", total="150.00"))
+    assert (alone.status_code, alone.json()) == (200, results[1]["receipt"])
+    assert api.balance("m1")["pending"] == results[1]["receipt"]["points"] > 0
+
+
 def test_a_batch_sent_again_is_answered_from_the_first_receipts(api):
     batch = {"events": [signup(), purchase(total="150.00")]}
     first = api.post("/v1/events/batch", key="events", json=batch).json()["results"]
