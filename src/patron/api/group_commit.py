@@ -52,7 +52,8 @@ def ingesting(db: Database, cache: ProgramCache, clock: Callable[[], datetime]) 
         if not alone:
             return events.ingest_batch_reporting_replays(db, cache, program_id, batch, now=now)
         outcomes: dict[int, Outcome] = {}
-        together = [i for i in range(len(batch)) if i not in set(alone)]
+        apart = set(alone)
+        together = [i for i in range(len(batch)) if i not in apart]
         if len(together) > 1:
             shared = events.ingest_batch_reporting_replays(db, cache, program_id, [batch[i] for i in together], now=now)
             outcomes.update(zip(together, shared, strict=True))

@@ -74,11 +74,11 @@ def counted(
 ) -> tuple[dict[str, Tally], Tally]:
     """As `tallied`, for the engine: the amounts given as they are rather than as a Tally built to be added."""
     index = local.year * 12 + local.month - 1  # months since year 0, as add_months counts
-    key = _MONTH_KEYS.get(index) or _month_key(index)
+    key = _month_key(index)
     months = progress.months
     if key not in months:
         # A new month: the moment to forget the months no window reaches any more, without building the dates.
-        cut = _MONTH_KEYS.get(index - KEPT_MONTHS) or _month_key(index - KEPT_MONTHS)
+        cut = _month_key(index - KEPT_MONTHS)
         kept = {k: v for k, v in months.items() if k >= cut}
         kept[key] = Tally(points, spend, visits)
     else:
@@ -94,9 +94,11 @@ _MONTH_KEYS: dict[int, str] = {}
 
 
 def _month_key(index: int) -> str:
-    key = f"{index // 12:04d}-{index % 12 + 1:02d}"
-    if len(_MONTH_KEYS) < 10_000:  # bounded: a few centuries of months
-        _MONTH_KEYS[index] = key
+    key = _MONTH_KEYS.get(index)
+    if key is None:
+        key = f"{index // 12:04d}-{index % 12 + 1:02d}"
+        if len(_MONTH_KEYS) < 10_000:  # bounded: a few centuries of months
+            _MONTH_KEYS[index] = key
     return key
 
 
@@ -132,8 +134,7 @@ def window_value(
         return measure(progress.lifetime, metric)
     local = at.astimezone(zone) if local is None else local
     if window is _CALENDAR_YEAR:
-        index = local.year * 12
-        year = (_MONTH_KEYS.get(index) or _month_key(index))[:4]
+        year = _month_key(local.year * 12)[:4]
         if metric is _POINTS:  # the common case in one loop: this runs on every purchase
             points = 0
             for k, v in progress.months.items():

@@ -89,14 +89,15 @@ def ingest_many(
     for index, event in enumerate(batch):
         digest = request_fingerprint(event.model_dump(mode="json"))
         earlier = first_seen.get(event.event_id)
-        # The same id twice in one batch: a retry of the first, or a conflict. A first delivery that failed left
-        # nothing behind, so another body under its id is judged on its own, as it would be if sent after it.
-        if earlier is not None and not (earlier[0] != digest and isinstance(outcomes[earlier[1]], ServiceError)):
-            if earlier[0] == digest:
-                repeats.append((index, earlier[1]))
-            else:
+        if earlier is not None:  # the same id twice in one batch: a retry of the first, or a conflict
+            first_digest, first_index = earlier
+            if first_digest == digest:
+                repeats.append((index, first_index))
+                continue
+            if not isinstance(outcomes[first_index], ServiceError):
                 outcomes[index] = _conflict(event.event_id)
-            continue
+                continue
+            # A first delivery that failed left nothing behind: this body is judged on its own, as if sent after it.
         first_seen[event.event_id] = (digest, index)
         try:
             stored = batch_state.replay_of(event, digest)
