@@ -8,7 +8,6 @@ Expiry writes its postings, balance moves and outbox messages with one statement
 sums, handed over as arrays (PostgreSQL) or one JSON text (SQLite): no Python object per member or per lot.
 """
 
-import json
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,7 +20,7 @@ from sqlalchemy import ColumnElement, Connection, Row, bindparam, func, insert, 
 from patron.domain.ledger import Account, LotStatus, Posting, balanced, plan_spend
 from patron.services import announcements, outbox
 from patron.services.outbox import EventType
-from patron.store import ledger
+from patron.store import json_text, ledger
 from patron.store.database import Database
 from patron.store.members import lock_many
 from patron.store.sets import id_in
@@ -310,7 +309,7 @@ def _per_member_rows(conn: Connection, moved: list[tuple[int, int, int]]) -> dic
             "lots": _array_text(n for _, _, n in moved),
             "message_ids": _array_text(message_ids),
         }
-    return {"rows": json.dumps([[*row, message] for row, message in zip(moved, message_ids, strict=True)])}
+    return {"rows": json_text.dumps([[*row, message] for row, message in zip(moved, message_ids, strict=True)])}
 
 
 def _array_text(values: Iterable[int | str]) -> str:

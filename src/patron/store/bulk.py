@@ -9,10 +9,8 @@ given values its column types have already converted. Knowing the ids up front m
 other can be written complete, with no UPDATE after.
 """
 
-import json
 from collections.abc import Callable, Iterable, Sequence
-from datetime import date, datetime
-from decimal import Decimal
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -22,6 +20,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import TypeDecorator
 
+from patron.store.json_text import dumps_plain
 from patron.store.sets import text_in
 from patron.store.types import MoneyColumn, UtcDateTime
 
@@ -136,7 +135,7 @@ def _to_copy_value(column_type: Any, conn: Connection) -> Callable[[Any], Any] |
     COPY field as its column's type), a column type's own conversion (money to an integer count); times only
     refused when naive, since the server stores an aware time as the same instant whatever its zone."""
     if isinstance(column_type, JSON):
-        return lambda value: None if value is None else _dumps(value)
+        return lambda value: None if value is None else dumps_plain(value)
     if isinstance(column_type, UtcDateTime):
         return partial(_aware, column_type, conn.dialect)
     if isinstance(column_type, TypeDecorator):
@@ -182,7 +181,7 @@ def _recordset(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -
                 out[name] = convert(out[name])
             converted.append(out)
         rows = converted
-    payload = json.dumps(rows, default=_json_default, check_circular=False)  # plain data: nothing to guard against
+    payload = dumps_plain(rows)
     # json_to_recordset, not jsonb_: the text is parsed once as it stands, which took half the time of building
     # jsonb from it (mostly the stored receipts and messages nested in the rows).
     return names, f"SELECT {names} FROM json_to_recordset(CAST(:rows AS json)) AS r({shapes})", payload  # noqa: S608
@@ -220,19 +219,6 @@ def _utc_text(column_type: UtcDateTime, conn: Connection) -> Callable[[datetime 
         return found
 
     return convert
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    raise TypeError(f"cannot write {type(value).__name__} through insert_rows")
-
-
-# One encoder for every row: json.dumps builds a new one on each call it is given options, which cost more than
-# encoding a row. Its text is what the JSON parameter path writes (a `json` column keeps the text as it is).
-_dumps = json.JSONEncoder(default=_json_default, check_circular=False).encode
 
 
 def rows_by_key(

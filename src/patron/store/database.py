@@ -10,6 +10,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 
+from patron.store import json_text
+
 T = TypeVar("T")
 
 # A pooled PostgreSQL connection idle longer than this is pinged before use (a server restart or an idle timeout
@@ -88,13 +90,22 @@ def _create_engine(url: str, *, pool_size: int, echo: bool) -> Engine:
             connect_args={"isolation_level": None, "timeout": 30, "check_same_thread": False},
             pool_size=pool_size,
             max_overflow=pool_size,
+            json_serializer=json_text.dumps,
+            json_deserializer=json_text.loads,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("", "psycopg2"):
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    engine = create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size)
+    engine = create_engine(
+        url,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        json_serializer=json_text.dumps,
+        json_deserializer=json_text.loads,
+    )
     event.listen(engine, "checkin", _note_return)
     dialect = engine.dialect
     event.listen(

@@ -1,7 +1,6 @@
 """Writes to the journal, postings, cached balances and lots. Every write here runs inside the caller's
 transaction; nothing commits on its own."""
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,6 +10,7 @@ from sqlalchemy import Connection, and_, bindparam, insert, select, text, update
 
 from patron.domain.engine import NewLot
 from patron.domain.ledger import Account, Lot, LotDebit, LotStatus, Posting, balanced
+from patron.store import json_text
 from patron.store.tables import balances, journal, lots, postings
 
 
@@ -148,7 +148,7 @@ def move_balances(conn: Connection, moves: Sequence[MemberPosting]) -> tuple[int
     if deltas:
         # Many members at once (expiry, activation): one statement joining a JSON list of deltas, instead of
         # one UPDATE per member.
-        rows = json.dumps([[m, *d] for m, d in sorted(deltas.items())])
+        rows = json_text.dumps([[m, *d] for m, d in sorted(deltas.items())])
         conn.execute(text(_BULK_MOVE[conn.dialect.name]), {"deltas": rows})
     return None
 
@@ -184,7 +184,7 @@ def insert_postings(conn: Connection, program_id: int, rows: list[list[Any]]) ->
     """Postings given as [transaction id, member id or None, account, amount], in one statement: many
     transactions' worth (a batch of events, an expiry chunk) cost one round trip, not a bind per row."""
     if rows:
-        conn.execute(text(_BULK_POSTINGS[conn.dialect.name]), {"program_id": program_id, "rows": json.dumps(rows)})
+        conn.execute(text(_BULK_POSTINGS[conn.dialect.name]), {"program_id": program_id, "rows": json_text.dumps(rows)})
 
 
 _BALANCE_COLUMN = {Account.AVAILABLE: 0, Account.PENDING: 1, Account.DEBT: 2}

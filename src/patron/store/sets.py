@@ -1,12 +1,13 @@
 """A set of values as ONE bound parameter: compiling `IN (:p1, ..., :p10000)` costs more than running it."""
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import BigInteger, ColumnElement, Connection, String, any_, bindparam, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.functions import func
+
+from patron.store import json_text
 
 
 def id_in(conn: Connection, id_column: ColumnElement[int], ids: Sequence[int]) -> ColumnElement[bool]:
@@ -24,5 +25,5 @@ def _one_param_in(
     if conn.dialect.name == "postgresql":
         return column == any_(bindparam(name, values, type_=ARRAY(element_type)))
     # SQLite: the values travel as one JSON text and json_each unpacks them inside the engine.
-    unpacked = func.json_each(bindparam(name, json.dumps(values))).table_valued("value")
+    unpacked = func.json_each(bindparam(name, json_text.dumps(values))).table_valued("value")
     return column.in_(select(unpacked.c.value))
