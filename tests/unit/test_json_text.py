@@ -6,6 +6,8 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+from psycopg.adapt import AdaptersMap
+from psycopg.types.json import set_json_dumps
 
 from patron.store import json_text
 
@@ -47,3 +49,9 @@ def test_bulk_rows_write_money_and_times_as_text() -> None:
         "at": moment.isoformat(),
         "day": "2026-03-01",
     }
+
+
+def test_the_drivers_json_adapter_takes_our_writer_without_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+
+    set_json_dumps(json_text.dumps, AdaptersMap())
+    assert "closure" not in caplog.text

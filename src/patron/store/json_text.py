@@ -7,7 +7,6 @@ what it always was (services/hashing.py).
 """
 
 import json
-from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -32,20 +31,25 @@ def _plain(value: Any) -> Any:
     return _refuse(value)
 
 
-def _writer(default: Callable[[Any], Any], fallback: json.JSONEncoder) -> Callable[[Any], str]:
-    def dumps(value: Any) -> str:
-        try:
-            return orjson.dumps(value, default=default, option=_OPTIONS).decode()
-        except orjson.JSONEncodeError:
-            # orjson stops at 64-bit integers, which Python's JSON writes; anything else unwritable still raises.
-            return fallback.encode(value)
+def dumps(value: Any) -> str:
+    """For SQLAlchemy's JSON columns (and psycopg's JSON adapter): refuses what json.dumps refuses (times,
+    Decimals, dataclasses), so a column given a value by mistake still fails loudly. A plain function, not one
+    made by another: psycopg caches its JSON adapters by function and warns about closures."""
+    try:
+        return orjson.dumps(value, default=_refuse, option=_OPTIONS).decode()
+    except orjson.JSONEncodeError:
+        # orjson stops at 64-bit integers, which Python's JSON writes; anything else unwritable still raises.
+        return _STANDARD.encode(value)
 
-    return dumps
+
+def dumps_plain(value: Any) -> str:
+    """For rows written in bulk (COPY text, json_to_recordset): money and times as text the columns read back."""
+    try:
+        return orjson.dumps(value, default=_plain, option=_OPTIONS).decode()
+    except orjson.JSONEncodeError:
+        return _STANDARD_PLAIN.encode(value)
 
 
-# For SQLAlchemy's JSON columns: refuses what json.dumps refuses (times, Decimals, dataclasses), so a column
-# given a value by mistake still fails loudly.
-dumps = _writer(_refuse, json.JSONEncoder())
-# For rows written in bulk (COPY text, json_to_recordset): money and times as text the columns read back.
-dumps_plain = _writer(_plain, json.JSONEncoder(default=_plain, check_circular=False))
+_STANDARD = json.JSONEncoder()
+_STANDARD_PLAIN = json.JSONEncoder(default=_plain, check_circular=False)
 loads = orjson.loads
