@@ -25,8 +25,8 @@ from sqlalchemy.exc import IntegrityError
 from patron.domain.events import ExternalId, Purchase
 from patron.domain.members import MemberProfile
 from patron.services import events as event_service
+from patron.services import import_split, programs
 from patron.services import members as member_service
-from patron.services import programs
 from patron.services.errors import Invalid, ServiceError
 from patron.services.program_cache import ProgramCache
 from patron.services.views import EventReceipt
@@ -81,11 +81,23 @@ class ImportReport:
     rejections: list[Rejection] = field(default_factory=list)  # the first SHOWN_REJECTIONS of them
     points: int = 0  # orders: points earned by the accepted rows, pending ones included
     pending_points: int = 0
+    processes: int = 1  # orders: how many processes imported them (import_split)
 
     def reject(self, rejection: Rejection) -> None:
         self.rejected += 1
         if len(self.rejections) < SHOWN_REJECTIONS:
             self.rejections.append(rejection)
+
+    def merge(self, other: "ImportReport") -> None:
+        """Adds the report of another part of the same file (another process's rows, or the rows after them)."""
+        self.rows += other.rows
+        self.accepted += other.accepted
+        self.replayed += other.replayed
+        self.rejected += other.rejected
+        self.points += other.points
+        self.pending_points += other.pending_points
+        # Each part kept its own first rejections, so the file's first ones by line are among them.
+        self.rejections = sorted(self.rejections + other.rejections, key=lambda r: r.line)[:SHOWN_REJECTIONS]
 
 
 # --- reading ---------------------------------------------------------------------------------------------------
@@ -261,8 +273,33 @@ def import_orders(
     cache: ProgramCache | None = None,
     batch_size: int = BATCH_SIZE,
     progress: Progress | None = None,
+    jobs: int | None = None,
 ) -> ImportReport:
-    """Ingests every row as a purchase event, `batch_size` events per transaction."""
+    """Ingests every row as a purchase event, `batch_size` events per transaction, in `jobs` processes (None:
+    as many as `import_split.jobs_for` finds worth it; SQLite always takes one)."""
+    processes = import_split.jobs_for(db, jobs)
+    if processes == 1:
+        return _import_orders_here(db, program_id, rows, now=now, cache=cache, batch_size=batch_size, progress=progress)
+    report = ImportReport()
+
+    def import_here(db: Database, some: Iterable[Row], told: Progress | None) -> ImportReport:
+        return _import_orders_here(db, program_id, some, now=now, cache=cache, batch_size=batch_size, progress=told)
+
+    split = import_split.plan(db, program_id, processes)
+    import_split.run(db, split, rows, import_here, report, progress, batch_size=batch_size)
+    return report
+
+
+def _import_orders_here(
+    db: Database,
+    program_id: int,
+    rows: Iterable[Row],
+    *,
+    now: datetime,
+    cache: ProgramCache | None,
+    batch_size: int,
+    progress: Progress | None,
+) -> ImportReport:
     cache = cache or ProgramCache()
     report = ImportReport()
     iterator = iter(rows)
