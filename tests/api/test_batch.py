@@ -144,3 +144,32 @@ def test_batches_racing_with_the_same_purchase_post_it_once(pg_db):
     assert sorted(r["status"] for r in results) == [200] * 9 + [201], results
     assert len({str(r["receipt"]) for r in results}) == 1
     assert transactions(pg_db) == 1
+
+
+def test_a_batch_checks_the_member_before_the_event_id_as_a_single_event_does(api):
+    assert api.post("/v1/events", key="events", json=purchase(event_id="p1")).status_code == 201
+    sent = [
+        purchase(event_id="p1", member_id="nobody"),  # an unknown member, an id already taken: 404 first
+        purchase(event_id="p1"),  # the stored body again: a replay
+        purchase(event_id="p1", total="99.00"),  # another body: 409
+    ]
+    one_by_one = [api.post("/v1/events", key="events", json=body).status_code for body in sent]
+    results = api.post("/v1/events/batch", key="events", json={"events": sent}).json()["results"]
+    assert [r["status"] for r in results] == one_by_one == [404, 200, 409]
+
+
+def test_a_batch_writes_its_event_and_order_ids_in_key_order(pg_db):
+    """Two batches from two processes holding some of the same event or order ids would deadlock if they wrote them
+    in opposite orders (each holding a key the other waits for). Written in key order, whatever the order of the
+    batch, one simply waits for the other. PostgreSQL's heap keeps the order rows were written in (ctid)."""
+    set_up(pg_db, now=T0)
+    token = make_key(pg_db, 1, "events", {Scope.EVENTS})
+    sent = [purchase(event_id=f"e{n}", order_id=f"o{n}", total="10.00") for n in (5, 3, 9, 1, 7)]
+    with TestClient(create_app(database=pg_db, clock=lambda: T0)) as client:
+        reply = client.post("/v1/events/batch", json={"events": sent}, headers={"Authorization": f"Bearer {token}"})
+    assert [r["status"] for r in reply.json()["results"]] == [201] * 5
+    with pg_db.read() as conn:
+        written_events = conn.execute(sa.text("SELECT event_id FROM events ORDER BY ctid")).scalars().all()
+        written_orders = conn.execute(sa.text("SELECT order_id FROM orders ORDER BY ctid")).scalars().all()
+    assert written_events == ["e1", "e3", "e5", "e7", "e9"]
+    assert written_orders == ["o1", "o3", "o5", "o7", "o9"]

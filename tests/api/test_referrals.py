@@ -285,3 +285,36 @@ def test_the_weekly_cap_holds_when_sign_ups_race(pg_db):
         statuses = list(pool.map(sign, newcomers))
     assert statuses.count("pending") == 2
     assert statuses.count("not_eligible") == 8
+
+
+def test_a_batch_shows_referral_rewards_and_clawbacks_on_the_receipts_after_them(referrals):
+    """The receipts of a batch are the receipts of its events sent one by one: a referral reward (or clawback)
+    that a referee's purchase (or refund) sets off shows in that receipt and in every later receipt of both sides."""
+    api = referrals
+    new_member(api, "bob")
+    sign_up(api, "bob", code_of(api))
+
+    def event(event_id, member_id, order_id, total, kind="purchase"):
+        amount = {"total": total} if kind == "purchase" else {"amount": total}
+        common = {"type": kind, "event_id": event_id, "member_id": member_id, "order_id": order_id}
+        return common | amount | {"occurred_at": LATER}
+
+    batch = [
+        event("e0", "m1", "a", "10.00"),
+        event("e1", "bob", "big", "25.00"),  # qualifies: bob +50, m1 +100
+        event("e2", "m1", "b", "10.00"),
+        event("e3", "bob", "small", "5.00"),
+        event("e4", "bob", "big", "25.00", kind="refund"),  # claws both rewards back
+        event("e5", "m1", "c", "10.00"),
+        event("e6", "ghost", "g", "10.00"),
+    ]
+    api.clock.now = datetime.fromisoformat(LATER)
+    reply = api.post("/v1/events/batch", key="events", json={"events": batch})
+    results = reply.json()["results"]
+    assert [r["status"] for r in results] == [201] * 6 + [404]
+    available = [r["receipt"]["balance"]["available"] for r in results[:6]]
+    assert available == [0, 50, 100, 50, 0, 0]
+    assert results[5]["receipt"]["balance"] == api.balance("m1")
+    assert results[4]["receipt"]["balance"] == api.balance("bob")
+    assert referral_list(api)[0]["status"] == "clawed_back"
+    check_invariants(api.db)

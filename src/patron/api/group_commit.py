@@ -21,7 +21,6 @@ from datetime import datetime
 from anyio import to_thread
 
 from patron.domain.engine import AnyEvent
-from patron.domain.events import Purchase, Refund
 from patron.services import events
 from patron.services.errors import ServiceError
 from patron.services.program_cache import ProgramCache
@@ -45,26 +44,7 @@ def ingesting(db: Database, cache: ProgramCache, clock: Callable[[], datetime]) 
                 return [events.ingest_reporting_replay(db, cache, program_id, batch[0], now=now)]
             except ServiceError as exc:
                 return [exc]
-        # A referred member's purchases and refunds go one by one, after the rest: their receipts show the balance
-        # after a referral reward or clawback, which the batch writes work out only once the batch is decided.
-        referred = events.referees(db, program_id, [e.member_id for e in batch if isinstance(e, (Purchase, Refund))])
-        alone = [i for i, e in enumerate(batch) if e.member_id in referred and isinstance(e, (Purchase, Refund))]
-        if not alone:
-            return events.ingest_batch_reporting_replays(db, cache, program_id, batch, now=now)
-        outcomes: dict[int, Outcome] = {}
-        apart = set(alone)
-        together = [i for i in range(len(batch)) if i not in apart]
-        if len(together) > 1:
-            shared = events.ingest_batch_reporting_replays(db, cache, program_id, [batch[i] for i in together], now=now)
-            outcomes.update(zip(together, shared, strict=True))
-        else:
-            alone = sorted(alone + together)
-        for i in alone:
-            try:
-                outcomes[i] = events.ingest_reporting_replay(db, cache, program_id, batch[i], now=now)
-            except ServiceError as exc:
-                outcomes[i] = exc
-        return [outcomes[i] for i in range(len(batch))]
+        return events.ingest_batch_reporting_replays(db, cache, program_id, batch, now=now)
 
     return ingest
 

@@ -100,6 +100,7 @@ def ingest_many(
             # A first delivery that failed left nothing behind: this body is judged on its own, as if sent after it.
         first_seen[event.event_id] = (digest, index)
         try:
+            batch_state.member_of(event)  # as a single event: an unknown member is 404 before any replay
             stored = batch_state.replay_of(event, digest)
             if stored is None:
                 accepted.append(batch_state.decide(index, event, digest))
@@ -289,10 +290,14 @@ class _BatchState:
             raise _conflict(event.event_id)
         return EventReceipt.model_validate(stored[1])
 
-    def decide(self, index: int, event: AnyEvent, digest: str) -> _Accepted:
+    def member_of(self, event: AnyEvent) -> _Member:
         member = self.members.get(event.member_id)
         if member is None:
             raise NotFound(f"no member {event.member_id!r} in this program", field="member_id")
+        return member
+
+    def decide(self, index: int, event: AnyEvent, digest: str) -> _Accepted:
+        member = self.member_of(event)
         program = self._program_at(event.occurred_at)
         if program is None:
             raise Invalid(f"no program version was in force at {event.occurred_at.isoformat()}", field="occurred_at")
@@ -381,23 +386,28 @@ def _write(conn: Connection, program_id: int, accepted: list[_Accepted], state: 
     transaction_of = {a.index: t for (a, _), t in zip(posting, allocate_ids(conn, journal, len(posting)), strict=True)}
     for a in accepted:
         a.receipt["transaction_id"] = transaction_of.get(a.index)
+    # Rows with a unique key go in in key order, and so do another process's: two batches that both hold some of
+    # the same event ids (or order ids) then wait for each other in one order, never in a deadlock.
     insert_rows(
         conn,
         events,
-        [
-            {
-                "id": row,
-                "program_id": program_id,
-                "event_id": a.event.event_id,
-                "member_id": a.member.id,
-                "type": a.event.type,
-                "occurred_at": a.event.occurred_at,
-                "request_hash": a.digest,
-                "response": a.receipt,
-                "created_at": now,
-            }
-            for a, row in zip(accepted, event_rows, strict=True)
-        ],
+        sorted(
+            (
+                {
+                    "id": row,
+                    "program_id": program_id,
+                    "event_id": a.event.event_id,
+                    "member_id": a.member.id,
+                    "type": a.event.type,
+                    "occurred_at": a.event.occurred_at,
+                    "request_hash": a.digest,
+                    "response": a.receipt,
+                    "created_at": now,
+                }
+                for a, row in zip(accepted, event_rows, strict=True)
+            ),
+            key=lambda row: row["event_id"],
+        ),
     )
     if posting:
         insert_rows(
@@ -512,7 +522,10 @@ def _write_usage(conn: Connection, accepted: list[_Accepted]) -> None:
 
 
 def _write_orders(conn: Connection, program_id: int, state: _BatchState) -> None:
-    new = [(member_id, record) for member_id, record, is_new in state.orders.values() if is_new]
+    new = sorted(
+        ((member_id, record) for member_id, record, is_new in state.orders.values() if is_new),
+        key=lambda found: found[1].order_id,  # in key order: see _write
+    )
     insert_rows(
         conn,
         orders,

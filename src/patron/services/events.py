@@ -91,7 +91,7 @@ def ingest_batch_reporting_replays(
 ) -> list[tuple[EventReceipt, bool] | ServiceError]:
     """As `ingest_batch`, with each receipt saying whether it replays an earlier delivery."""
     try:
-        return db.run(lambda conn: ingest_many(conn, cache, program_id, batch, now=now))
+        return db.run(lambda conn: _ingest_in_order(conn, cache, program_id, batch, now=now))
     except IntegrityError:
         results: list[tuple[EventReceipt, bool] | ServiceError] = []
         for event in batch:
@@ -102,19 +102,51 @@ def ingest_batch_reporting_replays(
         return results
 
 
-def referees(db: Database, program_id: int, member_ids: Sequence[str]) -> set[str]:
-    """Those of these members who were ever referred: a purchase or refund of theirs may reward or claw back a
-    referral, which a single event's receipt shows in its balance and a batch's receipts do not."""
+def _ingest_in_order(
+    conn: Connection, cache: ProgramCache, program_id: int, batch: Sequence[AnyEvent], *, now: datetime
+) -> list[tuple[EventReceipt, bool] | ServiceError]:
+    """The batch in one transaction, with every outcome what the events sent one by one in order would get.
+
+    A referred member's purchase or refund may reward or claw back a referral: points for the referee and the
+    referrer, which the events after it must see (in their balances, on their receipts) and which the batch writes
+    work out only after deciding the whole batch. So the batch is cut at each such event: the events before it go
+    in as a batch, it goes in as a single event, and the rest starts afresh from what is now written. Batches
+    without one (nearly all) pay a single query for finding out.
+    """
+    cuts = _referees(conn, program_id, [e.member_id for e in batch if isinstance(e, (Purchase, Refund))])
+    if not cuts:
+        return ingest_many(conn, cache, program_id, batch, now=now)
+    outcomes: list[tuple[EventReceipt, bool] | ServiceError] = []
+    run: list[AnyEvent] = []
+    for event in batch:
+        if event.member_id not in cuts or not isinstance(event, (Purchase, Refund)):
+            run.append(event)
+            continue
+        if run:
+            outcomes += ingest_many(conn, cache, program_id, run, now=now)
+            run = []
+        try:
+            # Nothing is written before a ServiceError (a missing member, an idempotency conflict, a refused
+            # event), so the transaction goes on for the others.
+            outcomes.append(_apply(conn, cache, program_id, event, fingerprint(event), now=now))
+        except ServiceError as exc:
+            outcomes.append(exc)
+    if run:
+        outcomes += ingest_many(conn, cache, program_id, run, now=now)
+    return outcomes
+
+
+def _referees(conn: Connection, program_id: int, member_ids: Sequence[str]) -> set[str]:
+    """Those of these members who were ever referred."""
     if not member_ids:
         return set()
-    with db.read() as conn:
-        return set(
-            conn.scalars(
-                select(member_table.c.external_id)
-                .join(referral_rows, referral_rows.c.referee_id == member_table.c.id)
-                .where(member_table.c.program_id == program_id, member_table.c.external_id.in_(sorted(member_ids)))
-            )
+    return set(
+        conn.scalars(
+            select(member_table.c.external_id)
+            .join(referral_rows, referral_rows.c.referee_id == member_table.c.id)
+            .where(member_table.c.program_id == program_id, member_table.c.external_id.in_(sorted(set(member_ids))))
         )
+    )
 
 
 def _once(
