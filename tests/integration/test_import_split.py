@@ -26,7 +26,7 @@ from patron.store.tables import (
     reward_grants,
     rule_usage,
 )
-from tests.conftest import T0
+from tests.conftest import T0, make_database
 
 DEMO = programs.read_document(Path(cdnow.__file__).parent / "program.yaml")
 FIRST_VERSION = datetime(1997, 1, 1, tzinfo=cdnow.ZONE)
@@ -206,13 +206,13 @@ def test_members_linked_by_referrals_are_imported_by_one_process(pg_db: Database
     assert {split.worker_of(f"m{n:03}") for n in range(200)} == {0, 1}  # the others are spread over both
 
 
-def test_sqlite_imports_in_one_process_whatever_is_asked(db: Database) -> None:
-    if not db.is_sqlite:
-        pytest.skip("PostgreSQL splits: the tests above")
+def test_sqlite_imports_in_one_process_whatever_is_asked(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    db = make_database("sqlite", request, tmp_path)
     member_rows, order_rows = _orders()
     program_id = _program(db, "demo", DEMO)
     imports.import_members(db, program_id, member_rows, now=T0)
     report = imports.import_orders(db, program_id, order_rows[:300], now=T0, jobs=2)
+    db.dispose()
     assert (report.processes, report.accepted) == (1, 300)
 
 
