@@ -410,7 +410,7 @@ def _decide_earn(program: CompiledProgram, member: MemberState, event: Purchase 
         if compiled.when is not None:
             if variables is None:
                 variables = context.value
-            verdict = compiled.when.verdict(variables, context.for_cel)
+            verdict = compiled.when.judge(variables, context.for_cel)
             if verdict is not True:
                 assert compiled.unmet is not None
                 if verdict is False:
@@ -1085,6 +1085,7 @@ class _LazyContext:
 
     __slots__ = (
         "_attributes",
+        "_categories",
         "_cel",
         "_event",
         "_member_id",
@@ -1116,12 +1117,13 @@ class _LazyContext:
         self._shared = plan.shared
         self._value: dict[str, Any] | None = None
         self._cel: Variables | None = None
+        self._categories: list[str] | None = None
 
     def holds(self, expression: Expression) -> bool:
-        return expression.holds(self._value if self._value is not None else self.value, self.for_cel)
-
-    def verdict(self, expression: Expression) -> bool | str:
-        return expression.verdict(self._value if self._value is not None else self.value, self.for_cel)
+        verdict = expression.judge(self._value if self._value is not None else self.value, self.for_cel)
+        if verdict is True or verdict is False:
+            return verdict
+        raise ExpressionError(verdict)
 
     def for_cel(self) -> Variables:
         if self._cel is None:
@@ -1138,42 +1140,49 @@ class _LazyContext:
                 found = {}
                 for name, get in plan.event:  # a loop: a comprehension costs a frame of its own
                     found[name] = get(event)
-                if plan.engine:
-                    found.update(self._engine_fields(plan.engine))
+                for name, work_out in plan.engine:
+                    found[name] = work_out(self)
                 variables["event"] = found
             if plan.member is not None:
-                variables["member"] = {name: read(self) for name, read in plan.member}
+                member = {}
+                for name, read in plan.member:
+                    member[name] = read(self)
+                variables["member"] = member
             self._value = variables
         return self._value
 
-    def _engine_fields(self, names: tuple[str, ...]) -> dict[str, Any]:
-        """The event fields that need the program's time zone or the member's progress, each worked out once."""
-        local = self.local
-        categories: list[str] | None = None
-        found: dict[str, Any] = {}
-        for name in names:
-            if name == "local_hour":
-                found[name] = local.hour
-            elif name == "local_minute":
-                found[name] = local.minute
-            elif name == "local_time":
-                found[name] = f"{local.hour:02d}:{local.minute:02d}"
-            elif name == "local_weekday":
-                found[name] = local.isoweekday()  # Monday 1 .. Sunday 7
-            elif name == "local_date":
-                found[name] = local.date().isoformat()
-            else:
-                if categories is None:
-                    lines = self._event.lines if isinstance(self._event, (Purchase, Refund)) else ()
-                    categories = sorted({line.category for line in lines if line.category}) if lines else []
-                if name == "categories":
-                    found[name] = categories
-                elif name == "category_count":
-                    found[name] = len(categories)
-                else:
-                    bought = self._progress.categories
-                    found[name] = [c for c in categories if c not in bought] if categories else []
-        return found
+    def categories(self) -> list[str]:
+        """The categories of the event's lines, sorted, worked out once for every field that reads them."""
+        categories = self._categories
+        if categories is None:
+            event = self._event
+            lines = event.lines if isinstance(event, (Purchase, Refund)) else ()
+            categories = self._categories = sorted({line.category for line in lines if line.category}) if lines else []
+        return categories
+
+
+def _new_categories(context: _LazyContext) -> list[str]:
+    categories = context.categories()
+    if not categories:
+        return []
+    bought = context._progress.categories
+    return [c for c in categories if c not in bought]
+
+
+# Fields CEL sees on the event besides the event's own, each worked out by its own function, so building a context
+# calls only those some expression reads. Local time makes "weekdays 14:00-17:00 in the store" a plain condition
+# (event.local_weekday <= 5 && event.local_hour >= 14 && ...); new_categories needs the member's progress: the
+# categories they bought before.
+_ENGINE_FIELDS: dict[str, Callable[[_LazyContext], Any]] = {
+    "local_hour": lambda c: c.local.hour,
+    "local_minute": lambda c: c.local.minute,
+    "local_time": lambda c: f"{c.local.hour:02d}:{c.local.minute:02d}",
+    "local_weekday": lambda c: c.local.isoweekday(),  # Monday 1 .. Sunday 7
+    "local_date": lambda c: c.local.date().isoformat(),
+    "categories": _LazyContext.categories,
+    "category_count": lambda c: len(c.categories()),
+    "new_categories": _new_categories,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -1181,7 +1190,7 @@ class _ContextPlan:
     """What the expressions of one trigger read of an event of one type, in the order the variables are built."""
 
     event: tuple[tuple[str, Getter], ...] | None  # None: no expression reads the event
-    engine: tuple[str, ...]  # the event fields the engine works out (local time, categories)
+    engine: tuple[tuple[str, Callable[[_LazyContext], Any]], ...]  # the fields the engine works out (local time…)
     member: tuple[tuple[str, Callable[[_LazyContext], Any]], ...] | None  # None: no expression reads the member
     shared: bool  # whether CEL variables are converted once and shared by the trigger's expressions
 
@@ -1193,7 +1202,7 @@ class _ContextPlan:
         engine = _ENGINE_EVENT_FIELDS if event_fields is None else event_fields & _ENGINE_EVENT_FIELDS
         return cls(
             None if event_fields == frozenset() else expression_getters(event_type, event_fields),
-            tuple(sorted(engine)) if event_fields != frozenset() else (),
+            tuple((name, _ENGINE_FIELDS[name]) for name in sorted(engine)) if event_fields != frozenset() else (),
             None
             if member_fields == frozenset()
             else tuple(
@@ -1212,18 +1221,4 @@ _MEMBER_FIELDS: dict[str, Callable[[_LazyContext], Any]] = {
 }
 
 
-# Fields CEL sees on the event besides the event's own. Local time makes "weekdays 14:00-17:00 in the store" a
-# plain condition (event.local_weekday <= 5 && event.local_hour >= 14 && ...); new_categories needs the member's
-# progress: the categories they bought before.
-_ENGINE_EVENT_FIELDS = frozenset(
-    {
-        "local_hour",
-        "local_minute",
-        "local_time",
-        "local_weekday",
-        "local_date",
-        "categories",
-        "category_count",
-        "new_categories",
-    }
-)
+_ENGINE_EVENT_FIELDS = frozenset(_ENGINE_FIELDS)

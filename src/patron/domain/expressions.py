@@ -7,7 +7,7 @@ import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import cel
 
@@ -41,6 +41,12 @@ class Expression:
     # What CEL says of each missing key a single comparison can meet (one of its path's keys: a handful at most),
     # worded once rather than on every event of a member without that attribute.
     _missing: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    # `verdict` as one function, made once: the engine asks it of every condition on every event, and for a single
+    # comparison it is the comparison itself (no call from a verdict to a probe).
+    judge: "Judge" = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "judge", _judge(self))
 
     @classmethod
     def compile(cls, source: str, *, allowed_variables: frozenset[str]) -> "Expression":
@@ -85,31 +91,20 @@ class Expression:
     def verdict(self, variables: Mapping[str, Any], for_cel: Callable[[], Variables]) -> bool | str:
         """As `holds`, with a failure given as its message rather than raised: a member without the attribute a
         condition reads fails it on every event, and raising costs more than the rest of the check."""
-        fast = self.fast
-        if fast is not None:
-            probe = fast.probe
-            if probe is not None:
-                try:
-                    answer = probe(variables)
-                except _Undecided:
-                    pass
-                else:
-                    if answer is True or answer is False:
-                        return answer
-                    # What CEL says of a missing key, without converting the variables for it
-                    message = self._missing.get(answer)
-                    if message is None:
-                        message = self._missing[answer] = f"{self.source!r}: {KeyError(answer)}"
-                    return message
-            else:
-                try:
-                    return fast.check(variables)
-                except _Undecided:  # a missing key too: in a compound condition, CEL words the failure
-                    pass
+        return self.judge(variables, for_cel)
+
+    def _cel_verdict(self, context: Variables) -> bool | str:
         try:
-            return self._cel_is_true(for_cel())
+            return self._cel_is_true(context)
         except ExpressionError as exc:
             return str(exc)
+
+    def _missing_key(self, key: str) -> str:
+        """What CEL says of a single comparison whose path misses `key`, without converting the variables for it."""
+        message = self._missing.get(key)
+        if message is None:
+            message = self._missing[key] = f"{self.source!r}: {KeyError(key)}"
+        return message
 
     def is_true(self, context: Variables) -> bool:
         if self.fast is not None and not isinstance(context, Bindings):
@@ -209,12 +204,27 @@ def _comparison(path: tuple[str, ...], sized: bool, op: str, literal: int | str 
 
 
 Probe = Callable[[Mapping[str, Any]], bool | str]
+Comparison = tuple[tuple[str, ...], bool, str, int | str | bool]  # path, sized, operator, literal
 
 
-def _comparison_probe(path: tuple[str, ...], sized: bool, op: str, literal: int | str | bool) -> Probe:
+class _ComparisonProbe(Protocol):
+    """A Probe, or with `for_cel` a Judge: see _comparison_probe."""
+
+    def __call__(
+        self, variables: Mapping[str, Any], for_cel: Callable[[], Variables] | None = None, /
+    ) -> bool | str: ...
+
+
+def _comparison_probe(
+    path: tuple[str, ...], sized: bool, op: str, literal: int | str | bool, whole: Expression | None = None
+) -> _ComparisonProbe:
     """The comparison as a function answering True or False, or the key missing on the way (a member without the
     attribute it reads), which it returns rather than raises: raising costs more than the comparison. It raises
-    _Undecided for anything else CEL must judge."""
+    _Undecided for anything else CEL must judge.
+
+    With `whole` (the expression that is this one comparison), it is that expression's judge instead: what it
+    cannot answer goes to CEL, and a missing key is answered with CEL's message for it. One function either way,
+    so the comparison is written once; the two differ only off the common path."""
     compare = _OPERATORS[op]
     root, keys = path[0], path[1:]
     if isinstance(literal, bool):
@@ -225,26 +235,38 @@ def _comparison_probe(path: tuple[str, ...], sized: bool, op: str, literal: int 
         wanted = str
     numeric = wanted is int
 
+    def undecided(for_cel: Callable[[], Variables] | None) -> bool | str:
+        if whole is None or for_cel is None:
+            raise _Undecided
+        return whole._cel_verdict(for_cel())
+
+    def missing(key: str, for_cel: Callable[[], Variables] | None) -> bool | str:
+        if whole is None or for_cel is None:
+            return key
+        if sized:  # CEL words a missing key under size() its own way
+            return whole._cel_verdict(for_cel())
+        return whole._missing_key(key)
+
     # The lookup is written out here rather than calling _lookup: this runs several times per event.
-    def probe(variables: Mapping[str, Any]) -> bool | str:
+    def probe(variables: Mapping[str, Any], for_cel: Callable[[], Variables] | None = None) -> bool | str:
         value: Any
         try:
             value = variables[root]
         except KeyError:
-            raise _Undecided from None  # an undeclared variable: CEL's own words for it
+            return undecided(for_cel)  # an undeclared variable: CEL's own words for it
         for key in keys:
             if type(value) is not dict:
-                raise _Undecided
+                return undecided(for_cel)
             if key not in value:
-                return key
+                return missing(key, for_cel)
             value = value[key]
         if sized:
             if type(value) is not list and type(value) is not dict:
-                raise _Undecided
+                return undecided(for_cel)
             value = len(value)
         # value is Any here: no cast, which is a function call on every comparison.
         if type(value) is not wanted or (numeric and not _INT64_MIN <= value <= _INT64_MAX):
-            raise _Undecided
+            return undecided(for_cel)
         return compare(value, literal)
 
     return probe
@@ -307,6 +329,11 @@ def _exists(path: tuple[str, ...], binding: str, condition: Check) -> Check:
     return check
 
 
+# A parsed condition: its check, its probe when it is one comparison of a plain path, and the comparison itself
+# when it is one comparison.
+Parsed = tuple[Check, Probe | None, Comparison | None]
+
+
 class _Parser:
     """Recursive descent over the tokens of the subset; any other construct raises _Undecided."""
 
@@ -336,34 +363,35 @@ class _Parser:
         self.at += 1
         return token[1]
 
-    def whole(self) -> tuple[Check, Probe | None]:
-        check, probe = self.disjunction()
+    def whole(self) -> Parsed:
+        parsed = self.disjunction()
         if self.peek() is not None:
             raise _Undecided
-        return check, probe
+        return parsed
 
-    def disjunction(self) -> tuple[Check, Probe | None]:
+    def disjunction(self) -> Parsed:
         parts = [self.conjunction()]
         while self.peek() == ("op", "||"):
             self.at += 1
             parts.append(self.conjunction())
-        return parts[0] if len(parts) == 1 else (_any_of([p or c for c, p in parts]), None)
+        return parts[0] if len(parts) == 1 else (_any_of([p or c for c, p, _ in parts]), None, None)
 
-    def conjunction(self) -> tuple[Check, Probe | None]:
+    def conjunction(self) -> Parsed:
         parts = [self.term()]
         while self.peek() == ("op", "&&"):
             self.at += 1
             parts.append(self.term())
-        return parts[0] if len(parts) == 1 else (_all_of([p or c for c, p in parts]), None)
+        return parts[0] if len(parts) == 1 else (_all_of([p or c for c, p, _ in parts]), None, None)
 
-    def term(self) -> tuple[Check, Probe | None]:
+    def term(self) -> Parsed:
         """A parenthesised condition, a comparison, or path.exists(x, condition). With a probe when the term is
-        one comparison of a plain path, whose only possible failure CEL reports as the missing key."""
+        one comparison of a plain path, whose only possible failure CEL reports as the missing key; with the
+        comparison itself when the term is one comparison, sized or not."""
         if self.peek() == ("punct", "("):
             self.at += 1
-            inner, _ = self.disjunction()
+            inner, _, _ = self.disjunction()
             self.take("punct", ")")
-            return inner, None
+            return inner, None, None
         sized = self.peek() == ("name", "size")
         if sized:
             self.at += 1
@@ -380,10 +408,10 @@ class _Parser:
                 raise _Undecided
             self.take("punct", ",")
             roots, self.roots = self.roots, self.roots | {binding}
-            condition, _ = self.disjunction()
+            condition, _, _ = self.disjunction()
             self.roots = roots
             self.take("punct", ")")
-            return _exists(path[:-1], binding, condition), None
+            return _exists(path[:-1], binding, condition), None, None
         op = self.take("op")
         if op in ("&&", "||"):
             raise _Undecided
@@ -392,7 +420,11 @@ class _Parser:
             raise _Undecided  # string ordering is left to CEL
         if isinstance(literal, bool) and op not in ("==", "!="):
             raise _Undecided
-        return _comparison(path, sized, op, literal), None if sized else _comparison_probe(path, sized, op, literal)
+        return (
+            _comparison(path, sized, op, literal),
+            None if sized else _comparison_probe(path, sized, op, literal),
+            (path, sized, op, literal),
+        )
 
     def path(self) -> tuple[str, ...]:
         root = self.take("name")
@@ -426,15 +458,36 @@ class FastCondition:
     """A condition the fast path understands. `check` answers True or False, or raises _Undecided."""
 
     check: Check
-    # A single comparison of a plain path: CEL's only failure on a missing key is that key, so no CEL is needed
-    # to report it either.
-    single: bool
-    probe: Probe | None = None  # for a single comparison: `check` answering a missing key rather than raising
+    # When the whole condition is one comparison (path, sized, operator, literal): its judge is that comparison.
+    comparison: Comparison | None = None
 
 
 def _fast_condition(source: str, roots: frozenset[str]) -> FastCondition | None:
     try:
-        check, probe = _Parser(source, roots).whole()
+        check, _, comparison = _Parser(source, roots).whole()
     except _Undecided:
         return None
-    return FastCondition(check, probe is not None, probe)
+    return FastCondition(check, comparison)
+
+
+Judge = Callable[[Mapping[str, Any], Callable[[], Variables]], bool | str]
+
+
+def _judge(expression: Expression) -> Judge:
+    """The expression's verdict as one function: its comparison when it is one, else its fast check with CEL to
+    answer what that cannot, else CEL."""
+    fast = expression.fast
+    if fast is not None and fast.comparison is not None:
+        return _comparison_probe(*fast.comparison, whole=expression)
+    cel_verdict = expression._cel_verdict
+    if fast is None:
+        return lambda _, for_cel: cel_verdict(for_cel())
+    check = fast.check
+
+    def judge(variables: Mapping[str, Any], for_cel: Callable[[], Variables]) -> bool | str:
+        try:
+            return check(variables)
+        except _Undecided:  # a missing key too: in a compound condition, CEL words the failure
+            return cel_verdict(for_cel())
+
+    return judge
