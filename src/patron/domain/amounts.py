@@ -35,5 +35,15 @@ _DECIMAL_MODES = {Rounding.FLOOR: ROUND_FLOOR, Rounding.HALF_UP: ROUND_HALF_UP, 
 
 def minor_units(amount: Decimal) -> int:
     """An amount in hundredths (cents, fen), the integer form the expression language sees."""
-    # The rounding passed by position: parsing a keyword costs a third of the call.
-    return int((amount * 100).to_integral_value(ROUND_HALF_UP))
+    # Remembered per amount: prices and totals repeat, and the lookup costs a tenth of the arithmetic. Equal
+    # amounts (1.5 and 1.50) share an entry, which is right: they have the same minor units.
+    minor = _MINOR_UNITS.get(amount)
+    if minor is None:
+        # The rounding passed by position: parsing a keyword costs a third of the call.
+        minor = int((amount * 100).to_integral_value(ROUND_HALF_UP))
+        if len(_MINOR_UNITS) < 65_536:  # bounded: a few hundred kilobytes at most
+            _MINOR_UNITS[amount] = minor
+    return minor
+
+
+_MINOR_UNITS: dict[Decimal, int] = {}

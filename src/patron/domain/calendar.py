@@ -1,5 +1,6 @@
 """Calendar arithmetic in the program's time zone: cap periods and lot expiry dates."""
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo
@@ -56,3 +57,21 @@ def expires_at(
         next_start = add_months(period_start, length)
         return datetime(next_start.year, next_start.month, 1, tzinfo=zone)
     return None
+
+
+# When points earned at a moment expire, given the moment and the same moment in the program's time zone.
+ExpiryRule = Callable[[datetime, datetime], datetime | None]
+
+
+def expiry_rule(policy: ExpiryPolicy, zone: ZoneInfo) -> ExpiryRule:
+    """`expires_at` for one policy and time zone, with the policy's kind and length looked up once: the engine
+    asks it on every event that earns."""
+    if isinstance(policy, ExpireAfter):
+        if policy.days is not None:
+            lasts = timedelta(days=policy.days)
+            return lambda earned_at, _: earned_at + lasts
+        months = policy.months or 0
+        return lambda _, local: add_months(local, months)
+    if isinstance(policy, ExpireEndOfPeriod):
+        return lambda earned_at, local: expires_at(policy, earned_at, zone, local)
+    return lambda _, __: None

@@ -12,7 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from patron.domain import tiers
-from patron.domain.calendar import expires_at, period_key
+from patron.domain.calendar import ExpiryRule, expiry_rule, period_key
 from patron.domain.events import (
     Custom,
     Getter,
@@ -116,6 +116,7 @@ class CompiledProgram:
     # Worked out once rather than per event: the return window, and the decimal rounding mode of earned points.
     pending_for: timedelta = timedelta(0)
     rounding_mode: str = ""
+    expiry: ExpiryRule = field(default=lambda _, __: None, compare=False, repr=False)
 
     @classmethod
     def compile(cls, document: ProgramDocument, version: int) -> "CompiledProgram":
@@ -210,6 +211,7 @@ class CompiledProgram:
             span,
             pending_for=timedelta(days=document.pending_days),
             rounding_mode=rounding.decimal_mode,
+            expiry=expiry_rule(document.expiry, ZoneInfo(document.timezone)),
         )
 
 
@@ -370,7 +372,7 @@ def decide_occasion(program: CompiledProgram, member: MemberState, occasion: str
         program_version=program.version,
         points=points,
         outcomes=tuple(outcomes),
-        postings=balanced(postings) if points else (),
+        postings=postings,
         new_lots=tuple(lots),
         notes=tuple(notes),
         grants=tuple(grants),
@@ -509,7 +511,7 @@ def _decide_earn(program: CompiledProgram, member: MemberState, event: Purchase 
         program.version,
         pending_points + immediate_points,
         tuple(outcomes),
-        balanced(postings),
+        postings,
         tuple(lots),
         (),  # lot debits: only refunds take points back from lots
         tuple(usage) if usage else (),
@@ -844,24 +846,42 @@ def _earn_postings(
     pending_points: int,
     immediate_points: int,
     local: datetime | None = None,
-) -> tuple[list[NewLot], list[Posting], list[str]]:
-    document = program.document
-    expiry = expires_at(document.expiry, occurred_at, program.zone, local)
+) -> tuple[list[NewLot], tuple[Posting, ...], list[str]]:
+    """The new lots, the postings (balanced) and notes of earning so many points now and so many after the
+    return window."""
+    expiry = program.expiry(occurred_at, occurred_at.astimezone(program.zone) if local is None else local)
     lots: list[NewLot] = []
-    postings = [Posting(_ISSUED, -(pending_points + immediate_points))]
     notes: list[str] = []
+    settled = min(member.owed, immediate_points)
+    if pending_points and not immediate_points and not settled:  # a purchase under a return window: most events
+        lots.append(NewLot(pending_points, True, occurred_at + program.pending_for, expiry, order_id))
+        return lots, _waiting_postings(pending_points), notes
+    postings = [Posting(_ISSUED, -(pending_points + immediate_points))]
     if pending_points:
         available_at = occurred_at + program.pending_for
         lots.append(NewLot(pending_points, True, available_at, expiry, order_id))
         postings.append(Posting(_PENDING, pending_points))
-    settled = min(member.owed, immediate_points)
     if settled:
         postings.append(Posting(_DEBT, settled))
         notes.append(f"{settled} points settle points owed from an earlier refund")
     if immediate_points - settled:
         lots.append(NewLot(immediate_points - settled, False, occurred_at, expiry, order_id))
         postings.append(Posting(_AVAILABLE, immediate_points - settled))
-    return lots, postings, notes
+    return lots, balanced(postings), notes
+
+
+def _waiting_postings(points: int) -> tuple[Posting, ...]:
+    """Issuing `points` to the pending account, made once per amount: postings are values, and most decisions post
+    exactly these."""
+    postings = _WAITING_POSTINGS.get(points)
+    if postings is None:
+        postings = balanced([Posting(_ISSUED, -points), Posting(_PENDING, points)])
+        if len(_WAITING_POSTINGS) < 16_384:  # bounded: points per purchase are a few thousand amounts at most
+            _WAITING_POSTINGS[points] = postings
+    return postings
+
+
+_WAITING_POSTINGS: dict[int, tuple[Posting, ...]] = {}
 
 
 def _decide_refund(program: CompiledProgram, member: MemberState, event: Refund) -> Decision:
