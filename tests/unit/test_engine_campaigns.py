@@ -1,6 +1,7 @@
 """Campaigns: a window, a target, an effect, a budget that stops them, and stacking by priority."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import ValidationError
@@ -50,6 +51,36 @@ def test_outside_its_window_a_campaign_does_nothing(moment):
     decision = decide(with_campaigns(campaign()), member(), purchase("10.00", at=moment))
     assert decision.points == 10
     assert [o.rule_id for o in decision.outcomes] == ["base"]
+
+
+@pytest.mark.parametrize(
+    ("moment", "runs"),
+    [
+        # The program's zone falls back an hour at 02:00 on 2025-11-02: the first 01:50 is 05:50 UTC, inside the
+        # window though its wall clock is past the end's, the second (fold 1) 06:50 UTC. The window's ends are
+        # compared as instants, whatever offset the event is sent in.
+        (datetime(2025, 11, 2, 1, 50, fold=0, tzinfo=ZoneInfo("America/New_York")), True),
+        (datetime(2025, 11, 2, 1, 50, fold=1, tzinfo=ZoneInfo("America/New_York")), False),
+        (datetime(2025, 11, 2, 6, 0, tzinfo=UTC), True),
+        (datetime(2025, 11, 2, 11, 59, tzinfo=timezone(timedelta(hours=5))), False),  # 06:59 UTC
+        (datetime(2025, 11, 2, 12, 0, tzinfo=timezone(timedelta(hours=6))), True),  # 06:00 UTC
+    ],
+)
+def test_a_window_ending_in_a_repeated_hour_ends_at_its_instant(moment, runs):
+    compiled = with_campaigns(
+        campaign(starts_at="2025-11-01T00:00:00-04:00", ends_at="2025-11-02T01:45:00-05:00"),  # 06:45 UTC
+        timezone="America/New_York",
+    )
+    assert (decide(compiled, member(), purchase("10.00", at=moment)).points == 20) is runs
+
+
+@pytest.mark.parametrize("moment", [datetime(1, 1, 3, tzinfo=UTC), T, datetime(9999, 12, 30, tzinfo=UTC)])
+def test_a_window_to_the_ends_of_the_calendar_runs_throughout(moment):
+    compiled = with_campaigns(
+        campaign(starts_at="0001-01-01T00:00:00+05:00", ends_at="9999-12-31T23:00:00-05:00"),
+        timezone="Pacific/Kiritimati",
+    )
+    assert decide(compiled, member(), purchase("10.00", at=moment)).points == 20
 
 
 def test_targeting_by_tier():

@@ -46,6 +46,7 @@ _ISSUED, _PENDING, _AVAILABLE, _DEBT = Account.ISSUED, Account.PENDING, Account.
 _NOTHING = Decimal(0)  # nothing refunded yet: one value rather than one per purchase
 _KEPT_FAILURES = 16  # distinct failure outcomes remembered per rule
 _KEPT_FIRED = 1024  # distinct amounts whose outcome is remembered per rule
+_TWO_DAYS = timedelta(days=2)
 
 
 class EventRejected(ValueError):
@@ -111,6 +112,10 @@ class CompiledProgram:
     shared_bindings: frozenset[str] = frozenset()  # triggers whose events meet several expressions
     # From the first campaign's start to the last one's end: outside it, no campaign can apply.
     campaign_span: tuple[datetime, datetime] | None = None
+    # The span two days wider each way, in the program's time zone: an event's local time is compared with it as
+    # wall clocks (one tzinfo: no UTC offset is worked out), and no zone's offset moves by two days, so an event
+    # outside it is outside the span, which most events are.
+    campaign_wall_span: tuple[datetime, datetime] | None = None
     # How to build the expression variables, per (trigger, event type): worked out on the first such event.
     context_plans: dict[tuple[str, type], "_ContextPlan"] = field(default_factory=dict, compare=False, repr=False)
     # Worked out once rather than per event: the return window, and the decimal rounding mode of earned points.
@@ -192,20 +197,12 @@ class CompiledProgram:
             "references": any(rule.unique_by for rule in document.rules),
         }
         needs = frozenset(name for name, needed in wanted.items() if needed)
-        # In UTC: an event's time is compared with it in the program's zone, and between two zones whose offsets
-        # are worked out in C the comparison costs a fraction of one with the document's parsed offsets.
-        span = (
-            (
-                min(c.starts_at for c in document.campaigns).astimezone(UTC),
-                max(c.ends_at for c in document.campaigns).astimezone(UTC),
-            )
-            if document.campaigns
-            else None
-        )
+        zone = ZoneInfo(document.timezone)
+        span, wall_span = _campaign_spans(document, zone)
         return cls(
             version,
             document,
-            ZoneInfo(document.timezone),
+            zone,
             {k: tuple(v) for k, v in by_trigger.items()},
             shapes,
             cards,
@@ -214,10 +211,29 @@ class CompiledProgram:
             needs,
             shared,
             span,
+            wall_span,
             pending_for=timedelta(days=document.pending_days),
             rounding_mode=rounding.decimal_mode,
-            expiry=expiry_rule(document.expiry, ZoneInfo(document.timezone)),
+            expiry=expiry_rule(document.expiry, zone),
         )
+
+
+def _campaign_spans(
+    document: ProgramDocument, zone: ZoneInfo
+) -> tuple[tuple[datetime, datetime] | None, tuple[datetime, datetime] | None]:
+    """From the first campaign's start to the last one's end, and the same two days wider each way in `zone` (see
+    CompiledProgram.campaign_wall_span)."""
+    if not document.campaigns:
+        return None, None
+    span = (min(c.starts_at for c in document.campaigns), max(c.ends_at for c in document.campaigns))
+    try:
+        # In UTC: an event's time in the program's zone compares with it at a fraction of the cost of comparing
+        # with the document's parsed offsets.
+        utc = (span[0].astimezone(UTC), span[1].astimezone(UTC))
+        wall = (utc[0].astimezone(zone) - _TWO_DAYS, utc[1].astimezone(zone) + _TWO_DAYS)
+    except OverflowError:  # a campaign at an end of the calendar: its span as written, and no shortcut
+        return span, None
+    return utc, wall
 
 
 def _reads(shape: ContextShape, variable: str, fields: frozenset[str]) -> bool:
@@ -470,8 +486,9 @@ def _decide_earn(program: CompiledProgram, member: MemberState, event: Purchase 
         extra = 0  # without a tier there is no tier bonus
         if progress.tier is not None:
             extra = _tier_bonus(program, progress, pending_points + immediate_points, outcomes)
-        span = program.campaign_span
-        if span is not None and span[0] <= local < span[1]:  # `local`: the same moment, quicker to compare
+        span, wall = program.campaign_span, program.campaign_wall_span
+        # `local`: the same moment, quicker to compare
+        if span is not None and (wall is None or wall[0] <= local < wall[1]) and span[0] <= local < span[1]:
             extra += _campaigns(
                 program,
                 member,
