@@ -7,6 +7,7 @@ import pytest
 
 from patron.domain.engine import EventRejected, OrderRecord, decide
 from patron.domain.ledger import Account, LotDebit, LotStatus
+from patron.domain.replay import Replay
 from tests.unit.factories import T, lot, member, postings_of, program, purchase, refund
 
 RULES = [{"id": "base", "event": "purchase"}]
@@ -172,3 +173,14 @@ def test_a_member_with_nothing_left_owes_it_all():
 def test_a_purchase_after_a_refund_is_a_new_order():
     compiled = program(rules=RULES)
     assert decide(compiled, member(), purchase("20.00", order_id="o2")).points == 20
+
+
+def test_a_replay_keeps_each_order_with_what_its_refunds_took_back():
+    replay = Replay(program(rules=RULES))
+    replay.apply(purchase("100.00"))
+    replay.apply(refund("30.00"))
+    replay.apply(refund("20.00", at=T + timedelta(hours=1)))
+    assert replay.order("o1") == order(earned=100, refunded="50.00", clawed_back=50)
+    assert replay.order("o2") is None
+    with pytest.raises(EventRejected, match=r"exceeds the 50\.00 not yet refunded"):
+        replay.apply(refund("50.01"))

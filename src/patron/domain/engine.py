@@ -75,6 +75,8 @@ class CompiledRule:
     fired: dict[int, "RuleOutcome"] = field(default_factory=dict, compare=False, repr=False)
     # Points per currency unit of a per-unit rule (its own rate or the program's), None for fixed and formula rules.
     rate: Decimal | None = None
+    # The rule's multiplier, None when it is one: times one changes neither the value nor the rounding.
+    multiplier: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +156,7 @@ class CompiledProgram:
                         if isinstance(rule.points, PerCurrencyUnit)
                         else document.earning.points_per_unit
                     ),
+                    multiplier=None if rule.multiplier == 1 else rule.multiplier,
                 )
             )
         cards = tuple(
@@ -819,19 +822,20 @@ def _stamped_order(event: Purchase) -> StampedOrder:
 
 
 def _rule_points(program: CompiledProgram, compiled: CompiledRule, event: AnyEvent, context: "_LazyContext") -> int:
-    rule, spec = compiled.rule, compiled.rule.points
     rate = compiled.rate
     if rate is not None:  # per unit, the most common rule: asked first
         assert isinstance(event, Purchase)  # the program document refuses per-unit points on other events
         base = event.total * rate
-    elif isinstance(spec, Fixed):
-        base = Decimal(spec.fixed)
     else:
-        assert isinstance(spec, Formula)
-        assert compiled.formula is not None
-        base = Decimal(compiled.formula.integer(context.for_cel()))
-    # Times one changes neither the value nor the rounding: most rules skip a Decimal product.
-    return int((base if rule.multiplier == 1 else base * rule.multiplier).to_integral_value(program.rounding_mode))
+        spec = compiled.rule.points
+        if isinstance(spec, Fixed):
+            base = Decimal(spec.fixed)
+        else:
+            assert isinstance(spec, Formula)
+            assert compiled.formula is not None
+            base = Decimal(compiled.formula.integer(context.for_cel()))
+    multiplier = compiled.multiplier  # None for most rules: they skip a Decimal product
+    return int((base if multiplier is None else base * multiplier).to_integral_value(program.rounding_mode))
 
 
 def _apply_caps(

@@ -108,15 +108,16 @@ class Replay:
     def apply(self, event: AnyEvent) -> Decision:
         # Every member's state shares the one budgets dict: the engine reads it, the replay spends from it.
         state = self.members.get(event.member_id) or MemberState(event.member_id, campaign_budgets=self.budgets)
-        if isinstance(event, (Purchase, Refund)) and (order := self.order(event.order_id)) is not None:
-            state = replace(state, order=order)
+        if isinstance(event, (Purchase, Refund)) and (kept := self.orders.get(event.order_id)) is not None:
+            state = replace(state, order=OrderRecord(*kept))  # most purchases are of new orders: no record to build
         decision = decide(self.program, state, event)
         for campaign_id, points in decision.campaign_spend:
             if campaign_id in self.budgets:  # an unbudgeted campaign's points are spent too, from no budget
                 self.budgets[campaign_id] -= points
         self.members[event.member_id] = advance(state, event, decision, self._lot_ids)
         if (change := decision.order) is not None:
-            record = advance_order(self.order(change.order_id), change)
+            kept = self.orders.get(change.order_id)
+            record = advance_order(None if kept is None else OrderRecord(*kept), change)
             self.orders[change.order_id] = (
                 record.order_id,
                 record.total,
