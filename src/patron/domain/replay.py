@@ -88,7 +88,8 @@ class Replay:
         self.members: dict[str, MemberState] = {}
         # The orders seen, each as the fields of its OrderRecord in a tuple (see `order`): a replay keeps one per
         # purchase, and the garbage collector stops looking at a tuple of strings and numbers, where it would scan
-        # every OrderRecord again on each full collection (those were a fifth of a CDNOW replay's time).
+        # every OrderRecord again on each full collection (full collections were a fifth of a CDNOW replay's time;
+        # without the records a replay of it needs one fewer).
         self.orders: dict[str, tuple[str, Decimal, int, Decimal, int]] = {}
         self.totals = ReplayTotals()
         self._lot_ids = count(1).__next__
