@@ -23,7 +23,7 @@ from patron.domain.events import Purchase, Refund, rule_trigger
 from patron.domain.ledger import Lot, LotStatus
 from patron.domain.progress import EMPTY as EMPTY_PROGRESS
 from patron.domain.progress import Progress
-from patron.services import announcements, outbox, referrals
+from patron.services import announcements, collector, outbox, referrals
 from patron.services import members as member_service
 from patron.services import progress as progress_store
 from patron.services.bulk_ingest import ingest_many
@@ -91,7 +91,8 @@ def ingest_batch_reporting_replays(
 ) -> list[tuple[EventReceipt, bool] | ServiceError]:
     """As `ingest_batch`, with each receipt saying whether it replays an earlier delivery."""
     try:
-        return db.run(lambda conn: _ingest_in_order(conn, cache, program_id, batch, now=now))
+        with collector.fewer_collections():
+            return db.run(lambda conn: _ingest_in_order(conn, cache, program_id, batch, now=now))
     except IntegrityError:
         results: list[tuple[EventReceipt, bool] | ServiceError] = []
         for event in batch:

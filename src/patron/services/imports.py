@@ -24,8 +24,8 @@ from sqlalchemy.exc import IntegrityError
 
 from patron.domain.events import ExternalId, Purchase
 from patron.domain.members import MemberProfile
+from patron.services import collector, import_split, programs
 from patron.services import events as event_service
-from patron.services import import_split, programs
 from patron.services import members as member_service
 from patron.services.errors import Invalid, ServiceError
 from patron.services.program_cache import ProgramCache
@@ -302,24 +302,25 @@ def _import_orders_here(
 ) -> ImportReport:
     cache = cache or ProgramCache()
     report = ImportReport()
-    iterator = iter(rows)
-    while batch := list(islice(iterator, batch_size)):
-        parsed: list[tuple[int, Purchase]] = []
-        for line, cells in batch:
-            try:
-                event = parse_order(cells)
-            except ValidationError as exc:
-                report.reject(_from_validation(line, _order_key(cells), exc))
-                continue
-            if refusal := _refuse_future(event, now):
-                report.reject(Rejection(line, _order_key(cells), "occurred_at", refusal))
-            else:
-                parsed.append((line, event))
-        if parsed:
-            _ingest(db, cache, program_id, parsed, now, report)
-        report.rows += len(batch)
-        if progress is not None:
-            progress(len(batch))
+    with collector.fewer_collections():
+        iterator = iter(rows)
+        while batch := list(islice(iterator, batch_size)):
+            parsed: list[tuple[int, Purchase]] = []
+            for line, cells in batch:
+                try:
+                    event = parse_order(cells)
+                except ValidationError as exc:
+                    report.reject(_from_validation(line, _order_key(cells), exc))
+                    continue
+                if refusal := _refuse_future(event, now):
+                    report.reject(Rejection(line, _order_key(cells), "occurred_at", refusal))
+                else:
+                    parsed.append((line, event))
+            if parsed:
+                _ingest(db, cache, program_id, parsed, now, report)
+            report.rows += len(batch)
+            if progress is not None:
+                progress(len(batch))
     return report
 
 
@@ -393,25 +394,26 @@ def import_members(
     a race with another writer (a unique key taken meanwhile) is redone a row at a time through `members.upsert`.
     """
     report = ImportReport()
-    iterator = iter(rows)
-    while batch := list(islice(iterator, batch_size)):
-        parsed: list[tuple[int, str, MemberProfile]] = []
-        for line, cells in batch:
-            try:
-                member_id, profile = parse_member(cells)
-                parsed.append((line, member_id, profile))
-            except ValidationError as exc:
-                report.reject(_from_validation(line, cells.get("member_id", ""), exc))
-        if parsed:
-            try:
-                accepted, replayed = db.run(lambda conn: _write_members(conn, program_id, parsed, now))  # noqa: B023
-            except IntegrityError:
-                accepted, replayed = _members_one_by_one(db, program_id, parsed, now)
-            report.accepted += accepted
-            report.replayed += replayed
-        report.rows += len(batch)
-        if progress is not None:
-            progress(len(batch))
+    with collector.fewer_collections():
+        iterator = iter(rows)
+        while batch := list(islice(iterator, batch_size)):
+            parsed: list[tuple[int, str, MemberProfile]] = []
+            for line, cells in batch:
+                try:
+                    member_id, profile = parse_member(cells)
+                    parsed.append((line, member_id, profile))
+                except ValidationError as exc:
+                    report.reject(_from_validation(line, cells.get("member_id", ""), exc))
+            if parsed:
+                try:
+                    accepted, replayed = db.run(lambda conn: _write_members(conn, program_id, parsed, now))  # noqa: B023
+                except IntegrityError:
+                    accepted, replayed = _members_one_by_one(db, program_id, parsed, now)
+                report.accepted += accepted
+                report.replayed += replayed
+            report.rows += len(batch)
+            if progress is not None:
+                progress(len(batch))
     if report.accepted and db.engine.dialect.name == "postgresql":
         # Fresh statistics for the rows just written: without them PostgreSQL plans every look-up of a member
         # as if the table were still empty (a scan of the program's members), until autovacuum gets round to it.
