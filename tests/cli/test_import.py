@@ -1,6 +1,7 @@
 """`patron import members|orders FILE.csv`: every row checked before anything is written, then imported through
 the events path; a second run changes nothing."""
 
+from patron.domain.members import MemberProfile
 from patron.services import members
 from patron.services.clock import utcnow
 from patron.store.tables import events
@@ -138,3 +139,23 @@ def test_times_the_program_cannot_judge_are_refused(shop: Cli):
     assert "line 2 (o1): occurred_at: 2999-01-01T00:00:00+00:00 is in the future" in result.stderr
     assert "line 3 (o2): occurred_at: no program version was in force at 1980-01-01T00:00:00+00:00" in result.stderr
     assert count(shop.db, events) == 0
+
+
+def test_a_members_file_keeps_the_time_zone_a_member_set_over_the_api(shop: Cli):
+    shop.ok("import", "members", shop.file("members.csv", MEMBERS))
+    with shop.db.read() as conn:
+        ann = members.view(conn, 1, "ann", now=utcnow())
+    members.upsert(
+        shop.db,
+        1,
+        "ann",
+        MemberProfile(**ann.model_dump(include=set(MemberProfile.model_fields)) | {"timezone": "Asia/Tokyo"}),
+        now=utcnow(),
+    )
+    changed = MEMBERS.replace("ann@example.com", "ann@example.org")
+
+    assert "2 rows: 1 accepted, 1 already imported" in shop.ok("import", "members", shop.file("m.csv", changed)).stdout
+    assert "2 rows: 0 accepted, 2 already imported" in shop.ok("import", "members", shop.file("m.csv", changed)).stdout
+    with shop.db.read() as conn:
+        ann = members.view(conn, 1, "ann", now=utcnow())
+    assert (ann.email, ann.timezone, ann.birthday.isoformat()) == ("ann@example.org", "Asia/Tokyo", "1990-04-01")
