@@ -2,7 +2,7 @@
 yet, once; a later version keeps their terms (a batch may grow) or is refused naming the field, changing nothing."""
 
 import hashlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -186,3 +186,33 @@ def test_the_services_see_declared_objects_as_any_other(api):
     # The other tenant has neither.
     assert_problem(api.get("/v1/raffles/party", key="other"), 404, "raffle")
     assert_problem(api.get("/v1/coupon-batches/spring", key="other"), 404, "name")
+
+
+def test_a_raffle_of_a_version_that_starts_later_opens_when_it_starts(api):
+    starts = T0 + timedelta(days=10)
+    reply = api.post(
+        "/v1/program/versions",
+        json={"document": demo_document(raffles=[RAFFLE]), "effective_from": starts.isoformat()},
+    )
+    assert reply.status_code == 201, reply.text
+    raffle = api.get("/v1/raffles/party", key="read").json()
+    assert datetime.fromisoformat(raffle["opens_at"]) == starts
+    assert api.put("/v1/members/ann", json={}).status_code == 201
+    api.fund("ann", 500)
+    entry = {"member_id": "ann", "entries": 1}
+
+    before = api.snapshot()
+    early = api.post("/v1/raffles/party/entries", key="redeem", json=entry)
+    assert_problem(early, 409)
+    assert "open at" in early.json()["detail"]
+    assert api.snapshot() == before
+
+    api.clock.now = starts
+    assert api.post("/v1/raffles/party/entries", key="redeem", json=entry).status_code == 201
+
+
+def test_a_raffle_drawn_before_its_version_starts_is_refused(api):
+    late = (DRAWS_AT + timedelta(days=1)).isoformat()
+    reply = api.post("/v1/program/versions", json={"document": demo_document(raffles=[RAFFLE]), "effective_from": late})
+    assert_problem(reply, 422, "document.raffles.0.draws_at")
+    assert api.get("/v1/raffles/party", key="read").status_code == 404

@@ -431,7 +431,9 @@ class ProgramDocument(Strict):
     anniversary: Occasion | None = None
     campaigns: tuple[Campaign, ...] = ()
     coupon_batches: tuple[CouponBatch, ...] = Field(default=(), description="codes made when published")
-    raffles: tuple[Raffle, ...] = Field(default=(), description="points raffles opened when published")
+    raffles: tuple[Raffle, ...] = Field(
+        default=(), description="points raffles: made when published, open to entries from when the version starts"
+    )
     recognition: bool = Field(
         default=False, description="keep each member's visits and most bought products and categories"
     )

@@ -116,7 +116,7 @@ def publish(
         declared_by = f"program version {version}"
         made = [
             *coupons.declare_batches(conn, program, document.coupon_batches, actor=declared_by, now=now),
-            *raffles.declare(conn, program, document.raffles, actor=declared_by, now=now),
+            *raffles.declare(conn, program, document.raffles, actor=declared_by, now=now, starts=start),
         ]
         outbox.emit(
             conn,

@@ -56,6 +56,7 @@ class RaffleView(BaseModel):
     winners: int
     entry_cost: int
     max_entries_per_member: int
+    opens_at: datetime = Field(description="entries are sold from then: when the version declaring it starts")
     draws_at: datetime
     refund_losers: bool
     seed_hash: str = Field(description="SHA-256 of the secret seed, published before any entry")
@@ -101,16 +102,19 @@ def create(
             raise Invalid(f"no reward {spec.prize_reward_id!r} in the program's catalog", field="prize_reward_id")
         if _find(conn, program_id, spec.name) is not None:
             raise Conflict(f"a raffle named {spec.name!r} exists", field="name")
-        _open(conn, program_id, spec.name, spec.model_dump(exclude={"name"}), actor=actor, now=now)
+        _open(conn, program_id, spec.name, spec.model_dump(exclude={"name"}), actor=actor, now=now, opens_at=now)
         return view(conn, program_id, spec.name)
 
     return db.run(work)
 
 
-def declare(conn: Connection, program_id: int, declared: Sequence[Raffle], *, actor: str, now: datetime) -> list[str]:
-    """Opens the declared raffles that do not exist yet, in the publishing transaction. One that exists (declared
-    by an earlier version, or made over the API) must keep every term: members bought entries on them. Returns
-    what was opened."""
+def declare(
+    conn: Connection, program_id: int, declared: Sequence[Raffle], *, actor: str, now: datetime, starts: datetime
+) -> list[str]:
+    """Opens the declared raffles that do not exist yet, in the publishing transaction, to entries from when the
+    version starts (`starts`, or now if it already has). One that exists (declared by an earlier version, or made
+    over the API) must keep every term: members bought entries on them. Returns what was opened."""
+    opens_at = max(starts, now)
     opened = []
     for index, raffle in enumerate(declared):
         path = f"raffles.{index}"
@@ -125,20 +129,32 @@ def declare(conn: Connection, program_id: int, declared: Sequence[Raffle], *, ac
                         field=f"{path}.{term}",
                     )
             continue
-        if raffle.draws_at <= now:
+        if raffle.draws_at <= opens_at:
             raise Invalid(
-                f"raffle {raffle.id!r} would draw at {raffle.draws_at.isoformat()}, before it opens: draws_at must be "
-                "in the future when a version first declares the raffle",
+                f"raffle {raffle.id!r} would draw at {raffle.draws_at.isoformat()}, before it opens at "
+                f"{opens_at.isoformat()}: draws_at must be after the version declaring the raffle starts, and in the "
+                "future",
                 field=f"{path}.draws_at",
             )
-        seed_hash = _open(
-            conn, program_id, raffle.id, raffle.model_dump(include=set(RAFFLE_TERMS)), actor=actor, now=now
+        terms = raffle.model_dump(include=set(RAFFLE_TERMS))
+        seed_hash = _open(conn, program_id, raffle.id, terms, actor=actor, now=now, opens_at=opens_at)
+        opened.append(
+            f"raffle {raffle.id!r}: open from {opens_at.isoformat()}, drawn at {raffle.draws_at.isoformat()}, "
+            f"seed SHA-256 {seed_hash}"
         )
-        opened.append(f"raffle {raffle.id!r}: drawn at {raffle.draws_at.isoformat()}, seed SHA-256 {seed_hash}")
     return opened
 
 
-def _open(conn: Connection, program_id: int, name: str, terms: dict[str, Any], *, actor: str, now: datetime) -> str:
+def _open(
+    conn: Connection,
+    program_id: int,
+    name: str,
+    terms: dict[str, Any],
+    *,
+    actor: str,
+    now: datetime,
+    opens_at: datetime,
+) -> str:
     """Inserts the raffle with a new secret seed; returns the seed's SHA-256, the commitment to publish."""
     seed = secrets.token_hex(32)
     seed_hash = draw_rules.commitment(seed)
@@ -148,6 +164,7 @@ def _open(conn: Connection, program_id: int, name: str, terms: dict[str, Any], *
             "program_id": program_id,
             "name": name,
             **terms,
+            "opens_at": opens_at,
             "seed": seed,
             "seed_hash": seed_hash,
             "created_by": actor,
@@ -189,6 +206,7 @@ def view(conn: Connection, program_id: int, name: str) -> RaffleView:
         winners=row.winners,
         entry_cost=row.entry_cost,
         max_entries_per_member=row.max_entries_per_member,
+        opens_at=row.opens_at,
         draws_at=row.draws_at,
         refund_losers=row.refund_losers,
         seed_hash=row.seed_hash,
@@ -240,6 +258,8 @@ def enter(
             raise Conflict(f"raffle {name!r} was drawn at {raffle.drawn_at.isoformat()}: entries are closed")
         if now >= raffle.draws_at:
             raise Conflict(f"entries to raffle {name!r} closed at {raffle.draws_at.isoformat()}")
+        if now < raffle.opens_at:
+            raise Conflict(f"entries to raffle {name!r} open at {raffle.opens_at.isoformat()}")
         held = conn.execute(
             select(func.coalesce(func.sum(raffle_entries.c.tickets), 0)).where(
                 raffle_entries.c.raffle_id == raffle.id, raffle_entries.c.member_id == member.id

@@ -402,6 +402,7 @@ raffles = Table(
     Column("entry_cost", BigInteger, nullable=False),
     Column("max_entries_per_member", Integer, nullable=False),
     Column("draws_at", UtcDateTime, nullable=False),
+    Column("opens_at", UtcDateTime, nullable=False),  # entries before it are refused: when its version starts
     Column("refund_losers", Boolean, nullable=False),
     Column("seed", String(64), nullable=False),
     Column("seed_hash", String(64), nullable=False),
