@@ -145,7 +145,8 @@ def test_publish_makes_the_declared_offers_once_and_refuses_a_change_of_terms(cl
     cli.ok("init")
     published = cli.ok("program", "publish", str(DEMO_PROGRAM)).stdout
     assert "Made coupon batch 'spend-200-save-20': 100 codes, spend 200.00, get 20.00 off." in published
-    assert "Made raffle 'listening-party': drawn at 2030-06-28T20:00:00-04:00, seed SHA-256 " in published
+    assert "Made raffle 'listening-party': open from " in published  # now: the version is in force at once
+    assert ", drawn at 2030-06-28T20:00:00-04:00, seed SHA-256 " in published
     listed = cli.ok("coupons", "show", "spend-200-save-20").stdout
     assert listed.count("SAVE20-") == 100
     assert "secret until the draw" in cli.ok("raffle", "show", "listening-party").stdout
