@@ -218,4 +218,7 @@ def test_a_referred_members_qualifying_purchase_shows_the_referral_reward_as_whe
     # The single-event receipt: the balance after the referee's 50 points.
     assert replies[1].json()["balance"] == api.balance("bob")
     assert replies[1].json()["balance"]["available"] == 50
+    # The referrer's events after it, in the same batch, show the referrer's 100 points too.
+    assert replies[3].json()["balance"] == api.balance("m1")
+    assert replies[3].json()["balance"]["available"] == 100
     check_invariants(api.db)
