@@ -449,8 +449,9 @@ def _write_members(
     final: dict[str, MemberProfile] = {}
     accepted = replayed = 0
     for _, member_id, row_profile in parsed:
-        profile = _keeping_time_zone(row_profile, known.get(member_id))
-        if known.get(member_id) == profile:
+        earlier = known.get(member_id)
+        profile = _keeping_time_zone(row_profile, earlier)
+        if earlier == profile:
             replayed += 1
             continue
         accepted += 1

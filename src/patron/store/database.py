@@ -80,6 +80,10 @@ def is_retryable(exc: DBAPIError) -> bool:
     return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
 
 
+# JSON columns written and read by orjson on both databases (store/json_text.py).
+_JSON_TEXT: dict[str, Any] = {"json_serializer": json_text.dumps, "json_deserializer": json_text.loads}
+
+
 def _create_engine(url: str, *, pool_size: int, echo: bool) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -90,22 +94,14 @@ def _create_engine(url: str, *, pool_size: int, echo: bool) -> Engine:
             connect_args={"isolation_level": None, "timeout": 30, "check_same_thread": False},
             pool_size=pool_size,
             max_overflow=pool_size,
-            json_serializer=json_text.dumps,
-            json_deserializer=json_text.loads,
+            **_JSON_TEXT,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("", "psycopg2"):
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    engine = create_engine(
-        url,
-        echo=echo,
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        json_serializer=json_text.dumps,
-        json_deserializer=json_text.loads,
-    )
+    engine = create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size, **_JSON_TEXT)
     event.listen(engine, "checkin", _note_return)
     dialect = engine.dialect
     event.listen(
