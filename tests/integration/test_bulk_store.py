@@ -25,7 +25,8 @@ def test_rows_by_key_finds_each_wanted_row_of_the_selection_once(db):
         found = rows_by_key(
             conn,
             [members.c.external_id, members.c.program_id],
-            where=members.c.program_id == first.program_id,
+            scope=members.c.program_id,
+            scope_id=first.program_id,
             key=members.c.external_id,
             values=["a", "c", "z", "nobody"],
         ).all()
@@ -55,7 +56,12 @@ def test_rows_by_key_keeps_column_types(db):
         )
     with db.read() as conn:
         (row,) = rows_by_key(
-            conn, list(orders.c), where=orders.c.program_id == s.program_id, key=orders.c.order_id, values=["o-1"]
+            conn,
+            list(orders.c),
+            scope=orders.c.program_id,
+            scope_id=s.program_id,
+            key=orders.c.order_id,
+            values=["o-1"],
         ).all()
     assert row.total == Decimal("12.3456")
     assert row.occurred_at == T0

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, Select, bindparam, select, update
 
 from patron.domain.calendar import period_key
 from patron.domain.engine import (
@@ -39,7 +40,7 @@ from patron.services.program_cache import ProgramCache
 from patron.services.views import EventReceipt, EventReceiptData, receipts_of
 from patron.store import ledger
 from patron.store.bulk import allocate_ids, insert_rows, rows_by_key
-from patron.store.sets import id_in, text_in
+from patron.store.sets import ids_placeholder, set_value, texts_placeholder
 from patron.store.tables import balances, events, journal, lots, members, orders, program_versions, rule_usage
 from patron.store.upsert import insert_or_add
 
@@ -120,6 +121,58 @@ def ingest_many(
     return result
 
 
+# The batch's reads are built once (per dialect): building a statement cost more than running it for a batch of a
+# few events, as group commit makes them.
+_VERSIONS = (
+    select(program_versions.c.effective_from, program_versions.c.version)
+    .where(program_versions.c.program_id == bindparam("program_id"))
+    .order_by(program_versions.c.effective_from, program_versions.c.version)
+)
+
+
+@cache
+def _members_query(dialect: str) -> Select[Any]:
+    return (
+        select(
+            members.c.id,
+            members.c.external_id,
+            members.c.attributes,
+            balances.c.available,
+            balances.c.pending,
+            balances.c.debt,
+        )
+        .join(balances, balances.c.member_id == members.c.id)
+        .where(
+            members.c.program_id == bindparam("program_id"),
+            texts_placeholder(dialect, members.c.external_id, "external_ids"),
+        )
+        .order_by(members.c.id)
+        .with_for_update(of=members)
+    )
+
+
+@cache
+def _usage_query(dialect: str) -> Select[Any]:
+    return select(rule_usage).where(
+        ids_placeholder(dialect, rule_usage.c.member_id, "member_ids"),
+        texts_placeholder(dialect, rule_usage.c.rule_id, "rule_ids"),
+        texts_placeholder(dialect, rule_usage.c.period_key, "period_keys"),
+    )
+
+
+@cache
+def _open_lots_query(dialect: str) -> Select[Any]:
+    return (
+        select(lots)
+        .where(
+            ids_placeholder(dialect, lots.c.member_id, "member_ids"),
+            lots.c.remaining > 0,
+            lots.c.status.in_([LotStatus.PENDING.value, LotStatus.AVAILABLE.value]),
+        )
+        .order_by(lots.c.id)
+    )
+
+
 def _conflict(event_id: str) -> IdempotencyConflict:
     return IdempotencyConflict(f"event {event_id!r} was already received with a different body", field="event_id")
 
@@ -144,30 +197,13 @@ class _BatchState:
     @classmethod
     def load(cls, conn: Connection, cache: ProgramCache, program_id: int, batch: Sequence[AnyEvent]) -> "_BatchState":
         self = cls(cache, conn, program_id)
-        self.versions = [
-            (r.effective_from, r.version)
-            for r in conn.execute(
-                select(program_versions.c.effective_from, program_versions.c.version)
-                .where(program_versions.c.program_id == program_id)
-                .order_by(program_versions.c.effective_from, program_versions.c.version)
-            )
-        ]
+        self.versions = [(r.effective_from, r.version) for r in conn.execute(_VERSIONS, {"program_id": program_id})]
         self.version_starts = [v[0] for v in self.versions]
         # Every member of the batch is locked, in id order, like every other change to points.
         external_ids = sorted({e.member_id for e in batch})
         found = conn.execute(
-            select(
-                members.c.id,
-                members.c.external_id,
-                members.c.attributes,
-                balances.c.available,
-                balances.c.pending,
-                balances.c.debt,
-            )
-            .join(balances, balances.c.member_id == members.c.id)
-            .where(members.c.program_id == program_id, text_in(conn, members.c.external_id, external_ids))
-            .order_by(members.c.id)
-            .with_for_update(of=members)
+            _members_query(conn.dialect.name),
+            {"program_id": program_id, "external_ids": set_value(conn, external_ids)},
         ).all()
         by_id = {}
         for r in found:
@@ -182,7 +218,8 @@ class _BatchState:
         for row in rows_by_key(
             conn,
             [events.c.event_id, events.c.request_hash, events.c.response],
-            where=events.c.program_id == program_id,
+            scope=events.c.program_id,
+            scope_id=program_id,
             key=events.c.event_id,
             values=event_ids,
         ):
@@ -208,7 +245,8 @@ class _BatchState:
         for r in rows_by_key(
             self.conn,
             list(orders.c),
-            where=orders.c.program_id == self.program_id,
+            scope=orders.c.program_id,
+            scope_id=self.program_id,
             key=orders.c.order_id,
             values=order_ids,
         ):
@@ -229,12 +267,14 @@ class _BatchState:
                     wanted.add((rule.rule.id, period_key(cap.period, event.occurred_at, program.zone)))
         if not wanted or not by_id:
             return
-        rows = self.conn.execute(
-            select(rule_usage).where(
-                id_in(self.conn, rule_usage.c.member_id, list(by_id)),
-                text_in(self.conn, rule_usage.c.rule_id, sorted({w[0] for w in wanted})),
-                text_in(self.conn, rule_usage.c.period_key, sorted({w[1] for w in wanted})),
-            )
+        conn = self.conn
+        rows = conn.execute(
+            _usage_query(conn.dialect.name),
+            {
+                "member_ids": set_value(conn, list(by_id)),
+                "rule_ids": set_value(conn, sorted({w[0] for w in wanted})),
+                "period_keys": set_value(conn, sorted({w[1] for w in wanted})),
+            },
         ).all()
         usage: dict[int, dict[tuple[str, str], Usage]] = defaultdict(dict)
         for r in rows:
@@ -249,13 +289,7 @@ class _BatchState:
             return
         found: dict[int, list[Lot]] = defaultdict(list)
         for r in self.conn.execute(
-            select(lots)
-            .where(
-                id_in(self.conn, lots.c.member_id, refunding),
-                lots.c.remaining > 0,
-                lots.c.status.in_([LotStatus.PENDING.value, LotStatus.AVAILABLE.value]),
-            )
-            .order_by(lots.c.id)
+            _open_lots_query(self.conn.dialect.name), {"member_ids": set_value(self.conn, refunding)}
         ):
             found[r.member_id].append(
                 Lot(

@@ -3,9 +3,10 @@
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, exists, insert, select, update
+from sqlalchemy import Connection, Select, and_, bindparam, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from patron.domain.calendar import period_key
@@ -36,6 +37,7 @@ from patron.services.views import Balance, EventReceipt, GrantedReward, RuleResu
 from patron.store import ledger
 from patron.store.database import Database
 from patron.store.members import MemberRow
+from patron.store.sets import set_value, texts_placeholder
 from patron.store.tables import balances, campaign_budgets, events, member_progress, orders, rule_usage
 from patron.store.tables import members as member_table
 from patron.store.tables import referrals as referral_rows
@@ -141,11 +143,19 @@ def _referees(conn: Connection, program_id: int, member_ids: Sequence[str]) -> s
     """Those of these members who were ever referred."""
     if not member_ids:
         return set()
-    return set(
-        conn.scalars(
-            select(member_table.c.external_id)
-            .join(referral_rows, referral_rows.c.referee_id == member_table.c.id)
-            .where(member_table.c.program_id == program_id, member_table.c.external_id.in_(sorted(set(member_ids))))
+    query = _referees_query(conn.dialect.name)
+    return set(conn.scalars(query, {"program_id": program_id, "member_ids": set_value(conn, sorted(set(member_ids)))}))
+
+
+@cache
+def _referees_query(dialect: str) -> Select[tuple[str]]:
+    # Built once: building it took longer than running it, on every batch.
+    return (
+        select(member_table.c.external_id)
+        .join(referral_rows, referral_rows.c.referee_id == member_table.c.id)
+        .where(
+            member_table.c.program_id == bindparam("program_id"),
+            texts_placeholder(dialect, member_table.c.external_id, "member_ids"),
         )
     )
 

@@ -440,7 +440,8 @@ def _write_members(
                 members.c.timezone,
                 members.c.attributes,
             ],
-            where=members.c.program_id == program_id,
+            scope=members.c.program_id,
+            scope_id=program_id,
             key=members.c.external_id,
             values=ids,
         )

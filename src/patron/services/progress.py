@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from patron.domain.engine import CompiledProgram, Decision
 from patron.domain.progress import Progress
@@ -36,15 +36,31 @@ def lock_budgets(conn: Connection, program_id: int, budgets: dict[str, int]) -> 
     campaign's spending is then serialised, so a budget is never passed however many purchases race for it."""
     if not budgets:
         return {}
-    query = (
-        select(campaign_budgets.c.campaign_id, campaign_budgets.c.spent)
-        .where(campaign_budgets.c.program_id == program_id, campaign_budgets.c.campaign_id.in_(sorted(budgets)))
-        .order_by(campaign_budgets.c.campaign_id)
-    )
-    if conn.get_execution_options().get("patron_write"):
-        query = query.with_for_update()
-    spent = {r.campaign_id: r.spent for r in conn.execute(query)}
+    query = _LOCK_BUDGETS if conn.get_execution_options().get("patron_write") else _READ_BUDGETS
+    spent = {
+        r.campaign_id: r.spent for r in conn.execute(query, {"program_id": program_id, "campaigns": sorted(budgets)})
+    }
     return {c: max(limit - spent.get(c, 0), 0) for c, limit in budgets.items()}
+
+
+_READ_BUDGETS = (
+    select(campaign_budgets.c.campaign_id, campaign_budgets.c.spent)
+    .where(
+        campaign_budgets.c.program_id == bindparam("program_id"),
+        campaign_budgets.c.campaign_id.in_(bindparam("campaigns", expanding=True)),
+    )
+    .order_by(campaign_budgets.c.campaign_id)
+)
+_LOCK_BUDGETS = _READ_BUDGETS.with_for_update()
+_SPEND_BUDGET = (
+    update(campaign_budgets)
+    .where(
+        campaign_budgets.c.program_id == bindparam("budget_program"),
+        campaign_budgets.c.campaign_id == bindparam("campaign"),
+        campaign_budgets.c.spent + bindparam("points") <= bindparam("budget"),
+    )
+    .values(spent=campaign_budgets.c.spent + bindparam("points"))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,12 +158,8 @@ def record(
         if limit is None:
             continue  # unbudgeted: nothing to count
         # Budget rows were locked before deciding; the condition is the database's own guard all the same.
-        query = update(campaign_budgets).where(
-            campaign_budgets.c.program_id == program_id,
-            campaign_budgets.c.campaign_id == campaign_id,
-            campaign_budgets.c.spent + points <= limit,
-        )
-        if conn.execute(query.values(spent=campaign_budgets.c.spent + points)).rowcount != 1:
+        spend = {"budget_program": program_id, "campaign": campaign_id, "points": points, "budget": limit}
+        if conn.execute(_SPEND_BUDGET, spend).rowcount != 1:
             raise Conflict(f"campaign {campaign_id!r} has no budget left", field="campaign")
     return codes
 

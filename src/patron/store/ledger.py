@@ -149,7 +149,7 @@ def move_balances(conn: Connection, moves: Sequence[MemberPosting]) -> tuple[int
         # Many members at once (expiry, activation): one statement joining a JSON list of deltas, instead of
         # one UPDATE per member.
         rows = json_text.dumps([[m, *d] for m, d in sorted(deltas.items())])
-        conn.execute(text(_BULK_MOVE[conn.dialect.name]), {"deltas": rows})
+        conn.execute(_BULK_MOVE[conn.dialect.name], {"deltas": rows})
     return None
 
 
@@ -167,16 +167,20 @@ _MOVE_ONE = (
 
 _BULK_ROWS = 32
 _BULK_POSTINGS = {
-    "postgresql": """
+    "postgresql": text(
+        """
         INSERT INTO postings (transaction_id, program_id, member_id, account, amount)
         SELECT (r.value->>0)::bigint, :program_id, (r.value->>1)::bigint, r.value->>2, (r.value->>3)::bigint
         FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS r
-    """,
-    "sqlite": """
+    """
+    ),
+    "sqlite": text(
+        """
         INSERT INTO postings (transaction_id, program_id, member_id, account, amount)
         SELECT r.value ->> 0, :program_id, r.value ->> 1, r.value ->> 2, r.value ->> 3
         FROM json_each(:rows) AS r
-    """,
+    """
+    ),
 }
 
 
@@ -184,27 +188,31 @@ def insert_postings(conn: Connection, program_id: int, rows: list[list[Any]]) ->
     """Postings given as [transaction id, member id or None, account, amount], in one statement: many
     transactions' worth (a batch of events, an expiry chunk) cost one round trip, not a bind per row."""
     if rows:
-        conn.execute(text(_BULK_POSTINGS[conn.dialect.name]), {"program_id": program_id, "rows": json_text.dumps(rows)})
+        conn.execute(_BULK_POSTINGS[conn.dialect.name], {"program_id": program_id, "rows": json_text.dumps(rows)})
 
 
 _BALANCE_COLUMN = {Account.AVAILABLE: 0, Account.PENDING: 1, Account.DEBT: 2}
 _BULK_MOVE = {
-    "postgresql": """
+    "postgresql": text(
+        """
         UPDATE balances AS b
         SET available = b.available + (d.value->>1)::bigint,
             pending = b.pending + (d.value->>2)::bigint,
             debt = b.debt + (d.value->>3)::bigint
         FROM jsonb_array_elements(CAST(:deltas AS jsonb)) AS d
         WHERE b.member_id = (d.value->>0)::bigint
-    """,
-    "sqlite": """
+    """
+    ),
+    "sqlite": text(
+        """
         UPDATE balances
         SET available = available + d.value ->> 1,
             pending = pending + d.value ->> 2,
             debt = debt + d.value ->> 3
         FROM json_each(:deltas) AS d
         WHERE balances.member_id = d.value ->> 0
-    """,
+    """
+    ),
 }
 
 
