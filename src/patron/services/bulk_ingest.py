@@ -15,7 +15,7 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Select, bindparam, select, update
+from sqlalchemy import Connection, Select, bindparam, exists, select, update
 
 from patron.domain.calendar import period_key
 from patron.domain.engine import (
@@ -30,18 +30,20 @@ from patron.domain.engine import (
 )
 from patron.domain.events import Purchase, Refund, rule_trigger
 from patron.domain.ledger import Account, Lot, LotDebit, LotStatus
+from patron.domain.progress import Progress
 from patron.domain.replay import advance, advance_order
 from patron.services import announcements, outbox, referrals
 from patron.services import progress as progress_store
 from patron.services.errors import IdempotencyConflict, Invalid, NotFound, ServiceError
 from patron.services.hashing import request_fingerprint
 from patron.services.journal_text import journal_memo, journal_reference
-from patron.services.program_cache import ProgramCache
+from patron.services.program_cache import LATEST_VERSION, ProgramCache
 from patron.services.views import EventReceipt, EventReceiptData, receipts_of
 from patron.store import ledger
-from patron.store.bulk import allocate_ids, insert_rows, rows_by_key
+from patron.store.bulk import allocate_ids_of, insert_rows, rows_by_key
 from patron.store.sets import ids_placeholder, set_value, texts_placeholder
-from patron.store.tables import balances, events, journal, lots, members, orders, program_versions, rule_usage
+from patron.store.tables import balances, events, journal, lots, member_progress, members, orders, rule_usage
+from patron.store.tables import referrals as referral_rows
 from patron.store.upsert import insert_or_add
 
 Outcome = tuple[EventReceipt, bool] | ServiceError  # the receipt, and whether it replays an earlier delivery
@@ -76,13 +78,25 @@ def ingest_many(
 ) -> list[Outcome]:
     """Runs inside the caller's transaction. A unique-key race with another writer raises IntegrityError for
     the whole batch: the caller retries the events one by one."""
+    return ingest_loaded(conn, load_batch(conn, cache, program_id, batch), batch, now=now)
+
+
+def load_batch(conn: Connection, cache: ProgramCache, program_id: int, batch: Sequence[AnyEvent]) -> "BatchState":
+    """Locks the batch's members and reads what deciding its events needs: `ingest_loaded` then writes it."""
     if len(batch) < SMALL_BATCH and conn.dialect.name == "postgresql":
         # These statements take a batch's keys as one parameter, so the best plan depends on how many there are.
         # psycopg prepares a statement after five executions, and PostgreSQL may then settle on one generic plan:
         # settled on group commit's batches of a few events, it made later batches of 1,000 2-3x slower. Big batches
         # keep the plan cache (planning each of them anew made the CDNOW import 25 % slower).
         conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
-    batch_state = _BatchState.load(conn, cache, program_id, batch)
+    return BatchState.load(conn, cache, program_id, batch)
+
+
+def ingest_loaded(
+    conn: Connection, batch_state: "BatchState", batch: Sequence[AnyEvent], *, now: datetime
+) -> list[Outcome]:
+    """Decides and writes the batch `load_batch` loaded, in the same transaction."""
+    program_id = batch_state.program_id
     outcomes: list[Outcome | None] = [None] * len(batch)
     accepted: list[_Accepted] = []
     first_seen: dict[str, tuple[str, int]] = {}
@@ -123,13 +137,6 @@ def ingest_many(
 
 # The batch's reads are built once (per dialect): building a statement cost more than running it for a batch of a
 # few events, as group commit makes them.
-_VERSIONS = (
-    select(program_versions.c.effective_from, program_versions.c.version)
-    .where(program_versions.c.program_id == bindparam("program_id"))
-    .order_by(program_versions.c.effective_from, program_versions.c.version)
-)
-
-
 @cache
 def _members_query(dialect: str) -> Select[Any]:
     return (
@@ -140,8 +147,12 @@ def _members_query(dialect: str) -> Select[Any]:
             balances.c.available,
             balances.c.pending,
             balances.c.debt,
+            member_progress.c.state.label("progress"),
+            exists().where(referral_rows.c.referee_id == members.c.id).label("referred"),
+            LATEST_VERSION.label("latest_version"),
         )
         .join(balances, balances.c.member_id == members.c.id)
+        .outerjoin(member_progress, member_progress.c.member_id == members.c.id)
         .where(
             members.c.program_id == bindparam("program_id"),
             texts_placeholder(dialect, members.c.external_id, "external_ids"),
@@ -177,7 +188,7 @@ def _conflict(event_id: str) -> IdempotencyConflict:
     return IdempotencyConflict(f"event {event_id!r} was already received with a different body", field="event_id")
 
 
-class _BatchState:
+class BatchState:
     """Everything the batch's decisions read, loaded up front and carried forward in memory."""
 
     def __init__(self, cache: ProgramCache, conn: Connection, program_id: int) -> None:
@@ -193,18 +204,21 @@ class _BatchState:
         self.next_lot_id = -1  # lots born in this batch get negative ids until they are written
         self.budget_limits: dict[str, int] = {}
         self.budgets: dict[str, int] = {}  # points left per budgeted campaign, carried through the batch
+        self.referred: set[str] = set()  # the members of the batch who were ever referred (external ids)
 
     @classmethod
-    def load(cls, conn: Connection, cache: ProgramCache, program_id: int, batch: Sequence[AnyEvent]) -> "_BatchState":
+    def load(cls, conn: Connection, cache: ProgramCache, program_id: int, batch: Sequence[AnyEvent]) -> "BatchState":
         self = cls(cache, conn, program_id)
-        self.versions = [(r.effective_from, r.version) for r in conn.execute(_VERSIONS, {"program_id": program_id})]
-        self.version_starts = [v[0] for v in self.versions]
-        # Every member of the batch is locked, in id order, like every other change to points.
+        # Every member of the batch is locked, in id order, like every other change to points; the same statement
+        # reads their balances and progress, whether they were referred, and the program's latest version.
         external_ids = sorted({e.member_id for e in batch})
         found = conn.execute(
             _members_query(conn.dialect.name),
             {"program_id": program_id, "external_ids": set_value(conn, external_ids)},
         ).all()
+        if found:  # otherwise no event has a member, and none is decided
+            self.versions = list(cache.timeline(conn, program_id, latest=found[0].latest_version))
+            self.version_starts = [v[0] for v in self.versions]
         by_id = {}
         for r in found:
             member = _Member(
@@ -212,6 +226,8 @@ class _BatchState:
             )
             self.members[r.external_id] = member
             by_id[r.id] = member
+            if r.referred:
+                self.referred.add(r.external_id)
         # Only now, under the member locks: a concurrent delivery of one of these events held a lock until it
         # committed, and must be found here as a replay rather than judged again (its order already reported).
         event_ids = sorted({e.event_id for e in batch})
@@ -227,14 +243,15 @@ class _BatchState:
         self._load_orders(batch)
         self._load_usage(batch, by_id)
         self._load_lots(batch, by_id)
-        self._load_progress(batch, by_id)
+        self._load_progress(batch, found, by_id)
         return self
 
-    def _load_progress(self, batch: Sequence[AnyEvent], by_id: dict[int, _Member]) -> None:
+    def _load_progress(self, batch: Sequence[AnyEvent], found: Sequence[Any], by_id: dict[int, _Member]) -> None:
         programs = {p.version: p for e in batch if (p := self._program_at(e.occurred_at)) is not None}.values()
-        if any(p.tracks_progress for p in programs) and by_id:
-            for member_id, found in progress_store.load(self.conn, list(by_id)).items():
-                by_id[member_id].state = replace(by_id[member_id].state, progress=found)
+        if any(p.tracks_progress for p in programs):
+            for r in found:
+                if r.progress is not None:
+                    by_id[r.id].state = replace(by_id[r.id].state, progress=Progress.from_json(r.progress))
         self.budget_limits = progress_store.budget_limits(programs, [e.occurred_at for e in batch])
         self.budgets = progress_store.lock_budgets(self.conn, self.program_id, self.budget_limits)
 
@@ -413,11 +430,12 @@ class _BatchState:
         return _Accepted(index, event, digest, member, decision, receipt, codes, new_lot_ids)
 
 
-def _write(conn: Connection, program_id: int, accepted: list[_Accepted], state: _BatchState, now: datetime) -> None:
+def _write(conn: Connection, program_id: int, accepted: list[_Accepted], state: BatchState, now: datetime) -> None:
     # Ids first: each event row then goes in once, complete with its receipt (which names its transaction).
-    event_rows = allocate_ids(conn, events, len(accepted))
+    with_postings = sum(1 for a in accepted if a.decision.postings)
+    event_rows, transaction_ids = allocate_ids_of(conn, [(events, len(accepted)), (journal, with_postings)])
     posting = [(a, row) for a, row in zip(accepted, event_rows, strict=True) if a.decision.postings]
-    transaction_of = {a.index: t for (a, _), t in zip(posting, allocate_ids(conn, journal, len(posting)), strict=True)}
+    transaction_of = {a.index: t for (a, _), t in zip(posting, transaction_ids, strict=True)}
     for a in accepted:
         a.receipt["transaction_id"] = transaction_of.get(a.index)
     # Rows with a unique key go in in key order, and so do another process's: two batches that both hold some of
@@ -467,7 +485,11 @@ def _write(conn: Connection, program_id: int, accepted: list[_Accepted], state: 
         _write_lots(conn, program_id, [(transaction_of[a.index], a) for a, _ in posting])
     _write_usage(conn, accepted)
     _write_orders(conn, program_id, state)
-    referrals.after_events(conn, state.cache, program_id, [(a.member.id, a.event) for a in accepted], now=now)
+    # Only a referred member's purchase or refund can change a referral, and the member lock kept anyone from
+    # being referred since the batch was loaded.
+    referred = [(a.member.id, a.event) for a in accepted if a.member.state.member_id in state.referred]
+    if referred:
+        referrals.after_events(conn, state.cache, program_id, referred, now=now)
     progress_store.record(
         conn,
         program_id,
@@ -555,7 +577,7 @@ def _write_usage(conn: Connection, accepted: list[_Accepted]) -> None:
     )
 
 
-def _write_orders(conn: Connection, program_id: int, state: _BatchState) -> None:
+def _write_orders(conn: Connection, program_id: int, state: BatchState) -> None:
     new = sorted(
         ((member_id, record) for member_id, record, is_new in state.orders.values() if is_new),
         key=lambda found: found[1].order_id,  # in key order: see _write

@@ -3,10 +3,9 @@
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, bindparam, exists, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from patron.domain.calendar import period_key
@@ -27,7 +26,7 @@ from patron.domain.progress import Progress
 from patron.services import announcements, collector, outbox, referrals
 from patron.services import members as member_service
 from patron.services import progress as progress_store
-from patron.services.bulk_ingest import ingest_many
+from patron.services.bulk_ingest import ingest_loaded, ingest_many, load_batch
 from patron.services.errors import IdempotencyConflict, Invalid, ServiceError
 from patron.services.hashing import request_fingerprint
 from patron.services.idempotency import recall_event
@@ -37,9 +36,7 @@ from patron.services.views import Balance, EventReceipt, GrantedReward, RuleResu
 from patron.store import ledger
 from patron.store.database import Database
 from patron.store.members import MemberRow
-from patron.store.sets import set_value, texts_placeholder
 from patron.store.tables import balances, campaign_budgets, events, member_progress, orders, rule_usage
-from patron.store.tables import members as member_table
 from patron.store.tables import referrals as referral_rows
 from patron.store.upsert import insert_or_add
 
@@ -114,11 +111,12 @@ def _ingest_in_order(
     referrer, which the events after it must see (in their balances, on their receipts) and which the batch writes
     work out only after deciding the whole batch. So the batch is cut at each such event: the events before it go
     in as a batch, it goes in as a single event, and the rest starts afresh from what is now written. Batches
-    without one (nearly all) pay a single query for finding out.
+    without one (nearly all) pay nothing for finding out: loading the batch reads whether each member was referred.
     """
-    cuts = _referees(conn, program_id, [e.member_id for e in batch if isinstance(e, (Purchase, Refund))])
+    state = load_batch(conn, cache, program_id, batch)
+    cuts = state.referred & {e.member_id for e in batch if isinstance(e, (Purchase, Refund))}
     if not cuts:
-        return ingest_many(conn, cache, program_id, batch, now=now)
+        return ingest_loaded(conn, state, batch, now=now)
     outcomes: list[tuple[EventReceipt, bool] | ServiceError] = []
     run: list[AnyEvent] = []
     for event in batch:
@@ -137,27 +135,6 @@ def _ingest_in_order(
     if run:
         outcomes += ingest_many(conn, cache, program_id, run, now=now)
     return outcomes
-
-
-def _referees(conn: Connection, program_id: int, member_ids: Sequence[str]) -> set[str]:
-    """Those of these members who were ever referred."""
-    if not member_ids:
-        return set()
-    query = _referees_query(conn.dialect.name)
-    return set(conn.scalars(query, {"program_id": program_id, "member_ids": set_value(conn, sorted(set(member_ids)))}))
-
-
-@cache
-def _referees_query(dialect: str) -> Select[tuple[str]]:
-    # Built once: building it took longer than running it, on every batch.
-    return (
-        select(member_table.c.external_id)
-        .join(referral_rows, referral_rows.c.referee_id == member_table.c.id)
-        .where(
-            member_table.c.program_id == bindparam("program_id"),
-            texts_placeholder(dialect, member_table.c.external_id, "member_ids"),
-        )
-    )
 
 
 def _once(

@@ -58,6 +58,17 @@ class ProgramCache:
     def in_force_given(self, conn: Connection, program: int, at: datetime, *, latest: int | None) -> CompiledProgram:
         """As `in_force`, with the program's highest version (None: it has none yet) read by the caller in this
         transaction, as LATEST_VERSION."""
+        version = self._timeline(conn, program, latest).at(at)
+        if version is None:
+            raise Invalid(f"no program version was in force at {at.isoformat()}", field="occurred_at")
+        return self.version(conn, program, version)
+
+    def timeline(self, conn: Connection, program: int, *, latest: int | None) -> tuple[tuple[datetime, int], ...]:
+        """The program's versions as (effective_from, version), ascending, given its highest version read by the
+        caller in this transaction (LATEST_VERSION)."""
+        return self._timeline(conn, program, latest).starts
+
+    def _timeline(self, conn: Connection, program: int, latest: int | None) -> _Timeline:
         timeline = self._timelines.get(program)
         if timeline is None or timeline.latest != latest:
             rows = conn.execute(_TIMELINE, {"program_id": program}).all()
@@ -66,10 +77,7 @@ class ProgramCache:
                 tuple(sorted((r.effective_from, int(r.version)) for r in rows)),
             )
             self._timelines[program] = timeline
-        version = timeline.at(at)
-        if version is None:
-            raise Invalid(f"no program version was in force at {at.isoformat()}", field="occurred_at")
-        return self.version(conn, program, version)
+        return timeline
 
     def all_in_force(self, conn: Connection, now: datetime) -> list[tuple[int, ProgramDocument]]:
         """Every program with a version in force at `now`, in id order, with that version's document: what the
