@@ -18,6 +18,9 @@ class Settings(BaseSettings):
     # group_commit_max_batch; 0/false: one transaction per request.
     group_commit: bool = True
     group_commit_max_batch: int = 256
+    # After answering several events, a transaction waits for their senders' next ones while they keep coming, each
+    # within this many milliseconds of the last (patron.api.group_commit); 0: never waits.
+    group_commit_linger_ms: float = 1.0
     # json: one object per line for a log collector; console: readable lines for a person at a terminal.
     log_format: Literal["json", "console"] = "json"
 

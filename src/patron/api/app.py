@@ -3,6 +3,7 @@
 Nothing connects at import time: the database is opened (and migrated) when the app starts, once per worker.
 """
 
+import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -58,11 +59,21 @@ def create_app(
             await run_in_threadpool(migrate, db)
             cache = ProgramCache()
             group = (
-                GroupCommit(ingesting(db, cache, clock), max_batch=config.group_commit_max_batch)
+                GroupCommit(
+                    ingesting(db, cache, clock),
+                    max_batch=config.group_commit_max_batch,
+                    linger=config.group_commit_linger_ms / 1000,
+                )
                 if config.group_commit
                 else None
             )
             app.state.runtime = Runtime(db, cache, clock, group)
+            if owned:
+                # A server process: what start-up built (modules, the app, its routes, the schema) lives as long as
+                # the process, and every full collection walked it all, stopping requests for 80-100 ms a few times
+                # a minute under load. Frozen, it is left out of collections (2 ms each then).
+                gc.collect()
+                gc.freeze()
             try:
                 yield
             finally:
