@@ -11,6 +11,7 @@ from sqlalchemy import Connection, and_, bindparam, insert, select, text, update
 from patron.domain.engine import NewLot
 from patron.domain.ledger import Account, Lot, LotDebit, LotStatus, Posting, balanced
 from patron.store import json_text
+from patron.store.bulk import COPY_ROWS, copy_values
 from patron.store.tables import balances, journal, lots, postings
 
 
@@ -194,8 +195,14 @@ _BULK_POSTINGS = {
 def insert_postings(conn: Connection, program_id: int, rows: list[list[Any]]) -> None:
     """Postings given as [transaction id, member id or None, account, amount], in one statement: many
     transactions' worth (a batch of events, an expiry chunk) cost one round trip, not a bind per row."""
-    if rows:
-        conn.execute(_BULK_POSTINGS[conn.dialect.name], {"program_id": program_id, "rows": json_text.dumps(rows)})
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql" and len(rows) >= COPY_ROWS:
+        # A batch's thousands of postings: COPY took a tenth of the time the server spent unpacking them from JSON.
+        names = ("transaction_id", "program_id", "member_id", "account", "amount")
+        copy_values(conn, postings, names, ([t, program_id, m, account, amount] for t, m, account, amount in rows))
+        return
+    conn.execute(_BULK_POSTINGS[conn.dialect.name], {"program_id": program_id, "rows": json_text.dumps(rows)})
 
 
 _BALANCE_COLUMN = {Account.AVAILABLE: 0, Account.PENDING: 1, Account.DEBT: 2}
