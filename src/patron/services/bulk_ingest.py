@@ -40,7 +40,7 @@ from patron.services.journal_text import journal_memo, journal_reference
 from patron.services.program_cache import LATEST_VERSION, ProgramCache
 from patron.services.views import EventReceipt, EventReceiptData, receipts_of
 from patron.store import ledger
-from patron.store.bulk import allocate_ids_of, insert_rows, rows_by_key
+from patron.store.bulk import Together, allocate_ids_of, insert_rows, rows_by_key
 from patron.store.sets import ids_placeholder, set_value, texts_placeholder
 from patron.store.tables import balances, events, journal, lots, member_progress, members, orders, rule_usage
 from patron.store.tables import referrals as referral_rows
@@ -438,6 +438,8 @@ def _write(conn: Connection, program_id: int, accepted: list[_Accepted], state: 
     transaction_of = {a.index: t for (a, _), t in zip(posting, transaction_ids, strict=True)}
     for a in accepted:
         a.receipt["transaction_id"] = transaction_of.get(a.index)
+    # The inserts of a small batch go to PostgreSQL as one statement; written before anything reads them.
+    together = Together(conn) if conn.dialect.name == "postgresql" else None
     # Rows with a unique key go in in key order, and so do another process's: two batches that both hold some of
     # the same event ids (or order ids) then wait for each other in one order, never in a deadlock.
     insert_rows(
@@ -460,6 +462,7 @@ def _write(conn: Connection, program_id: int, accepted: list[_Accepted], state: 
             ),
             key=lambda row: row["event_id"],
         ),
+        together=together,
     )
     if posting:
         insert_rows(
@@ -480,11 +483,14 @@ def _write(conn: Connection, program_id: int, accepted: list[_Accepted], state: 
                 }
                 for a, row in posting
             ],
+            together=together,
         )
-        _write_postings(conn, program_id, [(transaction_of[a.index], a) for a, _ in posting])
-        _write_lots(conn, program_id, [(transaction_of[a.index], a) for a, _ in posting])
+        _write_postings(conn, program_id, [(transaction_of[a.index], a) for a, _ in posting], together)
+        _write_lots(conn, program_id, [(transaction_of[a.index], a) for a, _ in posting], together)
     _write_usage(conn, accepted)
-    _write_orders(conn, program_id, state)
+    _write_orders(conn, program_id, state, together)
+    if together is not None:
+        together.flush()
     # Only a referred member's purchase or refund can change a referral, and the member lock kept anyone from
     # being referred since the batch was loaded.
     referred = [(a.member.id, a.event) for a in accepted if a.member.state.member_id in state.referred]
@@ -514,7 +520,9 @@ def _write(conn: Connection, program_id: int, accepted: list[_Accepted], state: 
     )
 
 
-def _write_postings(conn: Connection, program_id: int, posted: list[tuple[int, _Accepted]]) -> None:
+def _write_postings(
+    conn: Connection, program_id: int, posted: list[tuple[int, _Accepted]], together: Together | None
+) -> None:
     rows = []
     moves = []
     for transaction_id, a in posted:
@@ -523,11 +531,13 @@ def _write_postings(conn: Connection, program_id: int, posted: list[tuple[int, _
             rows.append([transaction_id, member_id, p.account.value, p.amount])
             if member_id is not None:
                 moves.append(ledger.MemberPosting(member_id, p.account, p.amount))
-    ledger.insert_postings(conn, program_id, rows)
-    ledger.move_balances(conn, moves)
+    ledger.insert_postings(conn, program_id, rows, together=together)
+    ledger.move_balances(conn, moves, together=together)
 
 
-def _write_lots(conn: Connection, program_id: int, posted: list[tuple[int, _Accepted]]) -> None:
+def _write_lots(
+    conn: Connection, program_id: int, posted: list[tuple[int, _Accepted]], together: Together | None
+) -> None:
     remaining = {
         lot.id: lot.remaining
         for member in {id(a.member): a.member for _, a in posted}.values()
@@ -554,7 +564,7 @@ def _write_lots(conn: Connection, program_id: int, posted: list[tuple[int, _Acce
         for debit in a.decision.lot_debits:
             if debit.lot_id > 0:  # lots born in this batch were written with what is left of them
                 debits[debit.lot_id] += debit.points
-    insert_rows(conn, lots, new_rows)
+    insert_rows(conn, lots, new_rows, together=together)
     ledger.debit_lots(conn, [LotDebit(lot_id, points) for lot_id, points in sorted(debits.items())])
 
 
@@ -577,7 +587,7 @@ def _write_usage(conn: Connection, accepted: list[_Accepted]) -> None:
     )
 
 
-def _write_orders(conn: Connection, program_id: int, state: BatchState) -> None:
+def _write_orders(conn: Connection, program_id: int, state: BatchState, together: Together | None) -> None:
     new = sorted(
         ((member_id, record) for member_id, record, is_new in state.orders.values() if is_new),
         key=lambda found: found[1].order_id,  # in key order: see _write
@@ -598,6 +608,7 @@ def _write_orders(conn: Connection, program_id: int, state: BatchState) -> None:
             }
             for m, r in new
         ],
+        together=together,
     )
     for order_id, (refunded, clawed) in state.order_deltas.items():
         conn.execute(

@@ -9,6 +9,7 @@ given values its column types have already converted. Knowing the ids up front m
 other can be written complete, with no UPDATE after.
 """
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from functools import cache, lru_cache, partial
@@ -71,17 +72,61 @@ def _highest_id(table: Table) -> Select[Any]:
     return select(func.coalesce(func.max(table.c.id), 0))
 
 
-def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Inserts rows that all name the same columns, with the same column types as `insert(table)` would."""
+def insert_rows(
+    conn: Connection, table: Table, rows: Sequence[dict[str, Any]], *, together: "Together | None" = None
+) -> None:
+    """Inserts rows that all name the same columns, with the same column types as `insert(table)` would. With
+    `together`, a few rows on PostgreSQL wait to go in with its other writes."""
     if not rows:
         return
     if conn.dialect.name != "postgresql":
         _executemany(conn, table, rows)
         return
     if len(rows) >= COPY_ROWS:
+        if together is not None:
+            together.flush()  # the rows may point at held ones: foreign keys are checked as COPY ends
         _copy_rows(conn, table, rows)
         return
-    conn.execute(_insert_recordset(table, tuple(rows[0]), conn.dialect), {"rows": _recordset_json(conn, table, rows)})
+    statement = _insert_recordset(table, tuple(rows[0]), conn.dialect)
+    parameters = {"rows": _recordset_json(conn, table, rows)}
+    if together is None:
+        conn.execute(statement, parameters)
+    else:
+        together.add(statement, parameters)
+
+
+class Together:
+    """PostgreSQL writes held back to go to the server as one statement, each a data-modifying CTE of it: the
+    inserts of a few events cost one round trip instead of one each, most of the time of a small batch.
+
+    The writes run with one snapshot: none may read or change rows another one writes (foreign keys are checked at
+    the end of the statement, after all of them). `flush` sends them; a caller about to read what they write, or to
+    rely on the order of writing, flushes first.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._writes: list[tuple[TextClause, dict[str, Any]]] = []
+
+    def add(self, statement: TextClause, parameters: dict[str, Any]) -> None:
+        self._writes.append((statement, parameters))
+
+    def flush(self) -> None:
+        writes, self._writes = self._writes, []
+        if len(writes) == 1:
+            self._conn.execute(*writes[0])
+        elif writes:
+            parameters = {f"w{i}_{name}": value for i, (_, given) in enumerate(writes) for name, value in given.items()}
+            self._conn.execute(_together(tuple(statement.text for statement, _ in writes)), parameters)
+
+
+@lru_cache(maxsize=64)
+def _together(sqls: tuple[str, ...]) -> TextClause:
+    renamed = [_BIND.sub(lambda found, i=i: f":w{i}_{found.group(1)}", sql) for i, sql in enumerate(sqls)]  # type: ignore[misc]
+    return text("WITH " + ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(renamed)) + " SELECT 1")
+
+
+_BIND = re.compile(r"(?<![:\w]):(\w+)")  # a bound parameter, not a :: cast
 
 
 COPY_ROWS = 32  # below this, COPY's second round trip costs more than the JSON saves

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, and_, bindparam, insert, select, text, update
 from patron.domain.engine import NewLot
 from patron.domain.ledger import Account, Lot, LotDebit, LotStatus, Posting, balanced
 from patron.store import json_text
-from patron.store.bulk import COPY_ROWS, copy_values
+from patron.store.bulk import COPY_ROWS, Together, copy_values
 from patron.store.tables import balances, journal, lots, postings
 
 
@@ -133,13 +133,18 @@ def member_postings(member_id: int, decided: Iterable[Posting]) -> tuple[list[Me
     return mine, program
 
 
-def move_balances(conn: Connection, moves: Sequence[MemberPosting]) -> tuple[int, int, int] | None:
-    """Returns the new (available, pending, debt) when the moves concern one member, None otherwise."""
+def move_balances(
+    conn: Connection, moves: Sequence[MemberPosting], *, together: Together | None = None
+) -> tuple[int, int, int] | None:
+    """Returns the new (available, pending, debt) when the moves concern one member, None otherwise. With
+    `together` on PostgreSQL, the moves wait to go with its other writes, and nothing is returned."""
+    if together is not None and conn.dialect.name != "postgresql":
+        together = None
     deltas: dict[int, list[int]] = {}
     for p in moves:
         delta = deltas.setdefault(p.member_id, [0, 0, 0])
         delta[_BALANCE_COLUMN[p.account]] += p.amount
-    if len(deltas) == 1:
+    if len(deltas) == 1 and together is None:
         ((member_id, (available, pending, debt)),) = deltas.items()
         row = conn.execute(
             _MOVE_ONE,
@@ -155,7 +160,10 @@ def move_balances(conn: Connection, moves: Sequence[MemberPosting]) -> tuple[int
             # key. Told 100 rows by jsonb_array_elements, it read the whole balances table for a batch of 8.
             columns = {"members": [m for m, _ in ordered]}
             columns |= {name: [d[i] for _, d in ordered] for i, name in enumerate(("available", "pending", "debt"))}
-            conn.execute(_BULK_MOVE["postgresql"], columns)
+            if together is None:
+                conn.execute(_BULK_MOVE["postgresql"], columns)
+            else:
+                together.add(_BULK_MOVE["postgresql"], columns)
         else:
             conn.execute(_BULK_MOVE["sqlite"], {"deltas": json_text.dumps([[m, *d] for m, d in ordered])})
     return None
@@ -192,17 +200,25 @@ _BULK_POSTINGS = {
 }
 
 
-def insert_postings(conn: Connection, program_id: int, rows: list[list[Any]]) -> None:
+def insert_postings(
+    conn: Connection, program_id: int, rows: list[list[Any]], *, together: Together | None = None
+) -> None:
     """Postings given as [transaction id, member id or None, account, amount], in one statement: many
     transactions' worth (a batch of events, an expiry chunk) cost one round trip, not a bind per row."""
     if not rows:
         return
     if conn.dialect.name == "postgresql" and len(rows) >= COPY_ROWS:
         # A batch's thousands of postings: COPY took a tenth of the time the server spent unpacking them from JSON.
+        if together is not None:
+            together.flush()  # the postings' journal rows may be held: foreign keys are checked as COPY ends
         names = ("transaction_id", "program_id", "member_id", "account", "amount")
         copy_values(conn, postings, names, ([t, program_id, m, account, amount] for t, m, account, amount in rows))
         return
-    conn.execute(_BULK_POSTINGS[conn.dialect.name], {"program_id": program_id, "rows": json_text.dumps(rows)})
+    parameters = {"program_id": program_id, "rows": json_text.dumps(rows)}
+    if together is not None and conn.dialect.name == "postgresql":
+        together.add(_BULK_POSTINGS["postgresql"], parameters)
+    else:
+        conn.execute(_BULK_POSTINGS[conn.dialect.name], parameters)
 
 
 _BALANCE_COLUMN = {Account.AVAILABLE: 0, Account.PENDING: 1, Account.DEBT: 2}
