@@ -12,7 +12,7 @@ from patron.domain.events import Purchase
 from patron.services import bulk_ingest
 from patron.services.views import EventReceipt
 from patron.store.background import outbox
-from patron.store.bulk import COPY_ROWS, allocate_ids, insert_rows, rows_by_key, upsert_rows
+from patron.store.bulk import COPY_ROWS, Together, allocate_ids, insert_rows, rows_by_key, upsert_rows
 from patron.store.tables import events, member_progress, members, orders
 from tests.conftest import T0
 from tests.helpers import set_up
@@ -235,6 +235,43 @@ def test_allocated_ids_are_new_and_ascending(db):
     assert drawn == sorted(drawn)
     assert len(set(drawn)) == 3
     assert not taken & set(drawn)
+
+
+def test_writes_held_together_go_in_as_one_statement_when_flushed(db):
+    s = set_up(db, member_ids=("m1",), now=T0)
+    order = {
+        "program_id": s.program_id,
+        "member_id": None,
+        "total": Decimal("9.99"),
+        "earned": 9,
+        "refunded": Decimal(0),
+        "clawed_back": 0,
+        "occurred_at": T0,
+    }
+    statements: list[str] = []
+    with db.write() as conn:
+        member_id = conn.execute(sa.select(members.c.id)).scalar_one()
+        together = Together(conn)
+        # Two writes with the same parameter name (`rows`), to two tables: each must keep its own rows.
+        insert_rows(conn, orders, [order | {"order_id": "o-1", "member_id": member_id}], together=together)
+        insert_rows(
+            conn, member_progress, [{"member_id": member_id, "state": {"v": 1}, "updated_at": T0}], together=together
+        )
+        held = conn.execute(sa.select(sa.func.count()).select_from(orders)).scalar_one()
+        sa.event.listen(conn, "before_cursor_execute", lambda *args: statements.append(args[2]))
+        together.flush()
+        together.flush()  # nothing left: sends nothing
+    with db.read() as conn:
+        stored_orders = conn.execute(sa.select(orders.c.order_id, orders.c.member_id, orders.c.total)).all()
+        stored_progress = conn.execute(sa.select(member_progress.c.member_id, member_progress.c.state)).all()
+    assert [tuple(r) for r in stored_orders] == [("o-1", member_id, Decimal("9.99"))]
+    assert [tuple(r) for r in stored_progress] == [(member_id, {"v": 1})]
+    if db.engine.dialect.name == "postgresql":
+        assert held == 0, "held writes are not sent before the flush"
+        assert len(statements) == 1, "the held writes went as one statement"
+    else:  # SQLite writes at once: there is no round trip to save
+        assert held == 1
+        assert statements == []
 
 
 def test_upsert_rows_replaces_the_named_columns_of_a_taken_key(db):
