@@ -489,12 +489,12 @@ def _write(conn: Connection, program_id: int, accepted: list[_Accepted], state: 
         _write_lots(conn, program_id, [(transaction_of[a.index], a) for a, _ in posting], together)
     _write_usage(conn, accepted)
     _write_orders(conn, program_id, state, together)
-    if together is not None:
-        together.flush()
     # Only a referred member's purchase or refund can change a referral, and the member lock kept anyone from
     # being referred since the batch was loaded.
     referred = [(a.member.id, a.event) for a in accepted if a.member.state.member_id in state.referred]
     if referred:
+        if together is not None:
+            together.flush()  # referrals read the orders
         referrals.after_events(conn, state.cache, program_id, referred, now=now)
     progress_store.record(
         conn,
@@ -506,6 +506,7 @@ def _write(conn: Connection, program_id: int, accepted: list[_Accepted], state: 
         {a.member.id: a.member.state.progress for a in accepted if a.decision.progress is not None},
         state.budget_limits,
         now=now,
+        together=together,
     )
     outbox.emit(
         conn,
@@ -517,7 +518,10 @@ def _write(conn: Connection, program_id: int, accepted: list[_Accepted], state: 
             )
         ],
         now=now,
+        together=together,
     )
+    if together is not None:
+        together.flush()
 
 
 def _write_postings(

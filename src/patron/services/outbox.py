@@ -18,7 +18,7 @@ from sqlalchemy import Connection, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from patron.store.background import outbox
-from patron.store.bulk import insert_rows
+from patron.store.bulk import Together, insert_rows
 from patron.store.database import Database
 from patron.store.sets import id_in
 from patron.store.tables import members, programs
@@ -57,8 +57,9 @@ class Emitted:
     dedupe_key: str | None = None
 
 
-def emit(conn: Connection, events: Sequence[Emitted], *, now: datetime) -> None:
-    """Writes the events in the caller's transaction, with one statement however many there are."""
+def emit(conn: Connection, events: Sequence[Emitted], *, now: datetime, together: Together | None = None) -> None:
+    """Writes the events in the caller's transaction, with one statement however many there are (held in
+    `together`, if given, when they can be)."""
     if not events:
         return
     rows = [
@@ -78,7 +79,9 @@ def emit(conn: Connection, events: Sequence[Emitted], *, now: datetime) -> None:
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
         conn.execute(dialect.insert(outbox).on_conflict_do_nothing(), rows)
     else:
-        insert_rows(conn, outbox, rows)  # a thousand events of a batch, or a member each in an expiry chunk
+        insert_rows(
+            conn, outbox, rows, together=together
+        )  # a thousand events of a batch, or a member each in an expiry chunk
 
 
 def new_message_id() -> str:

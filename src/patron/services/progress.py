@@ -14,7 +14,7 @@ from patron.domain.progress import Progress
 from patron.services import outbox
 from patron.services.errors import Conflict
 from patron.services.redemptions import coupon_code
-from patron.store.bulk import upsert_rows
+from patron.store.bulk import Together, upsert_rows
 from patron.store.progress import load, load_one
 from patron.store.tables import campaign_budgets, member_progress, reward_grants, tier_changes
 
@@ -89,10 +89,12 @@ def record(
     limits: dict[str, int],
     *,
     now: datetime,
+    together: Together | None = None,
 ) -> list[str]:
     """Writes progress (the last state of each member), tier changes, reward grants and campaign spending.
-    Returns the coupon codes granted, in the order of the decisions' grants."""
-    _save_progress(conn, final_progress, now)
+    Returns the coupon codes granted, in the order of the decisions' grants. With `together`, progress waits to go
+    with its writes, which are sent before rows that point at them."""
+    _save_progress(conn, final_progress, now, together)
     changes = [
         {
             "program_id": program_id,
@@ -108,6 +110,8 @@ def record(
         for c in e.decision.tier_changes
     ]
     if changes:
+        if together is not None:
+            together.flush()  # the changes name event rows that may be held
         conn.execute(insert(tier_changes), changes)
     codes: list[str] = []
     grants = []
@@ -147,8 +151,10 @@ def record(
                     outbox.Emitted(program_id, outbox.EventType.STAMP_CARD_COMPLETED, e.member_id, data, e.occurred_at)
                 )
     if grants:
+        if together is not None:
+            together.flush()  # the grants name event rows that may be held
         conn.execute(insert(reward_grants), grants)
-    outbox.emit(conn, announced, now=now)
+    outbox.emit(conn, announced, now=now)  # at once: these come before the caller's own messages
     spent: dict[str, int] = {}
     for e in effects:
         for campaign_id, points in e.decision.campaign_spend:
@@ -164,7 +170,9 @@ def record(
     return codes
 
 
-def _save_progress(conn: Connection, final_progress: dict[int, Progress], now: datetime) -> None:
+def _save_progress(
+    conn: Connection, final_progress: dict[int, Progress], now: datetime, together: Together | None
+) -> None:
     if not final_progress:
         return
     upsert_rows(
@@ -173,4 +181,5 @@ def _save_progress(conn: Connection, final_progress: dict[int, Progress], now: d
         [{"member_id": m, "state": p.to_json(), "updated_at": now} for m, p in sorted(final_progress.items())],
         keys=["member_id"],
         replace=["state", "updated_at"],
+        together=together,
     )

@@ -216,7 +216,13 @@ def _aware(column_type: UtcDateTime, dialect: Dialect, value: datetime | None) -
 
 
 def upsert_rows(
-    conn: Connection, table: Table, rows: Sequence[dict[str, Any]], *, keys: Sequence[str], replace: Sequence[str]
+    conn: Connection,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    *,
+    keys: Sequence[str],
+    replace: Sequence[str],
+    together: "Together | None" = None,
 ) -> None:
     """As `insert_rows`, but a row whose `keys` are taken replaces the `replace` columns of the stored one."""
     if not rows:
@@ -229,7 +235,11 @@ def upsert_rows(
     statement = _insert_recordset(
         table, tuple(rows[0]), conn.dialect, f" ON CONFLICT ({conflict}) DO UPDATE SET {updates}"
     )
-    conn.execute(statement, {"rows": _recordset_json(conn, table, rows)})
+    parameters = {"rows": _recordset_json(conn, table, rows)}
+    if together is None:
+        conn.execute(statement, parameters)
+    else:
+        together.add(statement, parameters)
 
 
 @lru_cache(maxsize=256)
