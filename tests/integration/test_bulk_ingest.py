@@ -1,8 +1,11 @@
 """Batch ingestion must be indistinguishable from sending the same events one at a time."""
 
+import threading
+import time
 import uuid
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -11,13 +14,15 @@ from hypothesis import strategies as st
 
 from patron.domain.events import Custom, Purchase, Refund, Signup
 from patron.domain.members import MemberProfile
+from patron.domain.progress import EMPTY as EMPTY_PROGRESS
 from patron.services import bulk_ingest, events, programs
 from patron.services import members as member_service
 from patron.services.errors import IdempotencyConflict, Invalid, NotFound, ServiceError
 from patron.services.program_cache import ProgramCache
+from patron.store import progress as progress_store
 from patron.store.tables import journal, lots, members, orders, postings, rule_usage
 from tests.conftest import T0
-from tests.helpers import LONG_AGO, check_invariants, program_document, set_up
+from tests.helpers import DEMO_PROGRAM, LONG_AGO, check_invariants, program_document, set_up
 
 MEMBERS = ("m1", "m2", "m3")
 
@@ -183,3 +188,73 @@ def test_batch_of_many_members_posts_each_once(db, size):
     assert all(r.pending_points == 5 for r, _ in got)
     assert len({r.transaction_id for r, _ in got}) == size
     check_invariants(db)
+
+
+def test_a_batch_that_waited_for_a_members_lock_sees_what_the_holder_wrote(db):
+    """The batch locks its members and only then reads their balances and progress: read in the locking statement,
+    PostgreSQL would give them as they were before the wait (it re-reads only the locked rows), and the batch would
+    show a stale balance and overwrite the progress the other transaction had just saved."""
+    document = programs.read_document(DEMO_PROGRAM)  # with stamp cards and tiers: members have progress
+    racing = set_up(db, document, member_ids=("m1",), now=T0, slug="racing")
+    alone = set_up(db, document, member_ids=("m1",), now=T0, slug="alone")
+    first = Purchase(event_id="p1", member_id="m1", order_id="o1", occurred_at=T0, total=Decimal("40.00"))
+    second = Purchase(
+        event_id="p2", member_id="m1", order_id="o2", occurred_at=T0 + timedelta(hours=1), total=Decimal("25.00")
+    )
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_member_after_the_first_purchase() -> None:
+        with db.write() as conn:
+            events._apply(conn, racing.cache, racing.program_id, first, events.fingerprint(first), now=T0)
+            holding.set()
+            release.wait()
+
+    holder = threading.Thread(target=hold_the_member_after_the_first_purchase)
+    holder.start()
+    holding.wait()
+    outcomes: list[Any] = []
+    batch = threading.Thread(
+        target=lambda: outcomes.extend(
+            events.ingest_batch_reporting_replays(db, racing.cache, racing.program_id, [second], now=T0)
+        )
+    )
+    batch.start()
+    _wait_until_blocked(db)
+    release.set()
+    holder.join()
+    batch.join()
+
+    for event in (first, second):  # the same two purchases, one after the other
+        events.ingest(db, alone.cache, alone.program_id, event, now=T0)
+    ((receipt, replayed),) = outcomes
+    assert not replayed
+    assert receipt.balance == _balance_of(db, racing.program_id, "m1") == _balance_of(db, alone.program_id, "m1")
+    assert _progress_of(db, racing.program_id, "m1") == _progress_of(db, alone.program_id, "m1") != EMPTY_PROGRESS
+    check_invariants(db)
+
+
+def _wait_until_blocked(db) -> None:
+    """Until another connection waits for a lock (PostgreSQL); SQLite's writer waits for the write lock."""
+    if db.engine.dialect.name != "postgresql":
+        time.sleep(0.3)
+        return
+    deadline = time.monotonic() + 30
+    with db.engine.connect() as conn:
+        while not conn.execute(
+            sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+        ).scalar_one():
+            assert time.monotonic() < deadline, "the batch never waited for the member's lock"
+            time.sleep(0.01)
+            conn.rollback()
+
+
+def _balance_of(db, program_id: int, member: str):
+    with db.read() as conn:
+        return member_service.balance(conn, member_service.require(conn, program_id, member).id)
+
+
+def _progress_of(db, program_id: int, member: str):
+    with db.read() as conn:
+        return progress_store.load_one(conn, member_service.require(conn, program_id, member).id)

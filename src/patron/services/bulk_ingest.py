@@ -147,18 +147,33 @@ def _members_query(dialect: str) -> Select[Any]:
             balances.c.available,
             balances.c.pending,
             balances.c.debt,
-            member_progress.c.state.label("progress"),
-            exists().where(referral_rows.c.referee_id == members.c.id).label("referred"),
             LATEST_VERSION.label("latest_version"),
         )
         .join(balances, balances.c.member_id == members.c.id)
-        .outerjoin(member_progress, member_progress.c.member_id == members.c.id)
         .where(
             members.c.program_id == bindparam("program_id"),
             texts_placeholder(dialect, members.c.external_id, "external_ids"),
         )
         .order_by(members.c.id)
-        .with_for_update(of=members)
+        # The balances are locked too (every change to them holds the member's lock first, so this waits for
+        # nothing more): after waiting for a lock, PostgreSQL gives the new version of the rows it locks, and the
+        # old one of any other row of the statement, which is why nothing else of the member is read here.
+        .with_for_update(of=[members, balances])
+    )
+
+
+@cache
+def _member_extras_query(dialect: str) -> Select[Any]:
+    """Progress, and whether they were ever referred, of the members bound to `member_ids`: read after their
+    lock, in a statement of its own, so that what the transaction that held it wrote is seen."""
+    return (
+        select(
+            members.c.id,
+            member_progress.c.state,
+            exists().where(referral_rows.c.referee_id == members.c.id).label("referred"),
+        )
+        .outerjoin(member_progress, member_progress.c.member_id == members.c.id)
+        .where(ids_placeholder(dialect, members.c.id, "member_ids"))
     )
 
 
@@ -210,7 +225,7 @@ class BatchState:
     def load(cls, conn: Connection, cache: ProgramCache, program_id: int, batch: Sequence[AnyEvent]) -> "BatchState":
         self = cls(cache, conn, program_id)
         # Every member of the batch is locked, in id order, like every other change to points; the same statement
-        # reads their balances and progress, whether they were referred, and the program's latest version.
+        # reads their balances and the program's latest version.
         external_ids = sorted({e.member_id for e in batch})
         found = conn.execute(
             _members_query(conn.dialect.name),
@@ -226,8 +241,14 @@ class BatchState:
             )
             self.members[r.external_id] = member
             by_id[r.id] = member
-            if r.referred:
-                self.referred.add(r.external_id)
+        progress: dict[int, Any] = {}
+        if by_id:
+            extras = conn.execute(_member_extras_query(conn.dialect.name), {"member_ids": set_value(conn, list(by_id))})
+            for r in extras:
+                if r.referred:
+                    self.referred.add(by_id[r.id].state.member_id)
+                if r.state is not None:
+                    progress[r.id] = r.state
         # Only now, under the member locks: a concurrent delivery of one of these events held a lock until it
         # committed, and must be found here as a replay rather than judged again (its order already reported).
         event_ids = sorted({e.event_id for e in batch})
@@ -243,15 +264,14 @@ class BatchState:
         self._load_orders(batch)
         self._load_usage(batch, by_id)
         self._load_lots(batch, by_id)
-        self._load_progress(batch, found, by_id)
+        self._load_progress(batch, progress, by_id)
         return self
 
-    def _load_progress(self, batch: Sequence[AnyEvent], found: Sequence[Any], by_id: dict[int, _Member]) -> None:
+    def _load_progress(self, batch: Sequence[AnyEvent], stored: dict[int, Any], by_id: dict[int, _Member]) -> None:
         programs = {p.version: p for e in batch if (p := self._program_at(e.occurred_at)) is not None}.values()
         if any(p.tracks_progress for p in programs):
-            for r in found:
-                if r.progress is not None:
-                    by_id[r.id].state = replace(by_id[r.id].state, progress=Progress.from_json(r.progress))
+            for member_id, state in stored.items():
+                by_id[member_id].state = replace(by_id[member_id].state, progress=Progress.from_json(state))
         self.budget_limits = progress_store.budget_limits(programs, [e.occurred_at for e in batch])
         self.budgets = progress_store.lock_budgets(self.conn, self.program_id, self.budget_limits)
 
