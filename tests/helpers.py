@@ -1,5 +1,6 @@
 """Building blocks for tests: a program with members, and a check of the ledger's invariants."""
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -147,3 +148,20 @@ def member_lots(db: Database, program_id: int, external_id: str) -> list[Any]:
                 .order_by(lots.c.id)
             ).all()
         )
+
+
+def wait_until_blocked(db: Database) -> None:
+    """Until another connection waits for a lock (PostgreSQL); SQLite's writer waits for the write lock."""
+    if db.engine.dialect.name != "postgresql":
+        time.sleep(0.3)
+        return
+    deadline = time.monotonic() + 30
+    with db.engine.connect() as conn:
+        while not conn.execute(
+            sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+        ).scalar_one():
+            assert time.monotonic() < deadline, "nothing waited for a lock"
+            time.sleep(0.01)
+            conn.rollback()

@@ -1,7 +1,6 @@
 """Batch ingestion must be indistinguishable from sending the same events one at a time."""
 
 import threading
-import time
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -22,7 +21,7 @@ from patron.services.program_cache import ProgramCache
 from patron.store import progress as progress_store
 from patron.store.tables import journal, lots, members, orders, postings, rule_usage
 from tests.conftest import T0
-from tests.helpers import DEMO_PROGRAM, LONG_AGO, check_invariants, program_document, set_up
+from tests.helpers import DEMO_PROGRAM, LONG_AGO, check_invariants, program_document, set_up, wait_until_blocked
 
 MEMBERS = ("m1", "m2", "m3")
 
@@ -219,7 +218,7 @@ def test_a_batch_that_waited_for_a_members_lock_sees_what_the_holder_wrote(db):
         )
     )
     batch.start()
-    _wait_until_blocked(db)
+    wait_until_blocked(db)
     release.set()
     holder.join()
     batch.join()
@@ -231,23 +230,6 @@ def test_a_batch_that_waited_for_a_members_lock_sees_what_the_holder_wrote(db):
     assert receipt.balance == _balance_of(db, racing.program_id, "m1") == _balance_of(db, alone.program_id, "m1")
     assert _progress_of(db, racing.program_id, "m1") == _progress_of(db, alone.program_id, "m1") != EMPTY_PROGRESS
     check_invariants(db)
-
-
-def _wait_until_blocked(db) -> None:
-    """Until another connection waits for a lock (PostgreSQL); SQLite's writer waits for the write lock."""
-    if db.engine.dialect.name != "postgresql":
-        time.sleep(0.3)
-        return
-    deadline = time.monotonic() + 30
-    with db.engine.connect() as conn:
-        while not conn.execute(
-            sa.text(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
-            )
-        ).scalar_one():
-            assert time.monotonic() < deadline, "the batch never waited for the member's lock"
-            time.sleep(0.01)
-            conn.rollback()
 
 
 def _balance_of(db, program_id: int, member: str):

@@ -1,6 +1,7 @@
 """Tiers through the services on SQLite and PostgreSQL: upgrades recorded with their reason, progress in the member
 read model, tier-only rewards refused without a trace, and batches that agree with single events."""
 
+import threading
 from datetime import timedelta
 from decimal import Decimal
 
@@ -8,11 +9,11 @@ import pytest
 import sqlalchemy as sa
 
 from patron.domain.events import Purchase, Refund
-from patron.services import adjustments, events, members, redemptions
+from patron.services import adjustments, events, members, redemptions, tier_review
 from patron.services.errors import NotEligible
 from patron.store.tables import member_progress, tier_changes
 from tests.conftest import T0
-from tests.helpers import check_invariants, ledger_dump, program_document, set_up
+from tests.helpers import check_invariants, ledger_dump, program_document, set_up, wait_until_blocked
 
 TIERS = {
     "qualify_on": "points",
@@ -140,3 +141,58 @@ def test_a_refund_reduces_what_counts_but_never_demotes_at_once(db):
     with db.read() as conn:
         view = members.view(conn, s.program_id, "m1", now=T0 + timedelta(hours=2))
     assert (view.tier.tier, view.tier.qualifying, view.tier.progress) == ("silver", "50 points", "450 points to Gold")
+
+
+def test_a_tier_review_that_waited_for_a_members_lock_reviews_what_the_holder_saved(db):
+    """The review locks members and their progress together: had it read progress along with locking only the
+    member, PostgreSQL would give it the progress from before the wait, and the review would save that back over
+    the purchase the other transaction had just counted."""
+    reviewed = program_document(
+        pending_days=0,
+        rules=[{"id": "purchase", "event": "purchase"}],
+        tiers={**TIERS, "downgrade": {"policy": "window_end", "grace_days": 0}},
+    )
+    racing, alone = (set_up(db, reviewed, now=T0, slug=slug) for slug in ("racing", "alone"))
+    next_year = T0 + timedelta(days=400)
+    earlier, held = _purchase(0, "150.00"), _purchase(1, "200.00", at=next_year)
+    for s in (racing, alone):
+        events.ingest(db, s.cache, s.program_id, earlier, now=T0)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_member_after_a_purchase() -> None:
+        with db.write() as conn:
+            events._apply(conn, racing.cache, racing.program_id, held, events.fingerprint(held), now=next_year)
+            holding.set()
+            release.wait()
+
+    holder = threading.Thread(target=hold_the_member_after_a_purchase)
+    holder.start()
+    holding.wait()
+    later = next_year + timedelta(days=1)
+    reviewer = threading.Thread(target=lambda: tier_review.review(db, racing.cache, racing.program_id, now=later))
+    reviewer.start()
+    wait_until_blocked(db)
+    release.set()
+    holder.join()
+    reviewer.join()
+
+    events.ingest(db, alone.cache, alone.program_id, held, now=next_year)
+    tier_review.review(db, alone.cache, alone.program_id, now=later)
+    assert _progress(db, racing.program_id) == _progress(db, alone.program_id)
+    assert _changes_of(db, racing.program_id) == _changes_of(db, alone.program_id)
+
+
+def _progress(db, program_id):
+    with db.read() as conn:
+        member = members.require(conn, program_id, "m1")
+        return conn.execute(sa.select(member_progress.c.state).where(member_progress.c.member_id == member.id)).scalar()
+
+
+def _changes_of(db, program_id):
+    with db.read() as conn:
+        return [
+            (r.from_tier, r.to_tier, r.reason)
+            for r in conn.execute(
+                sa.select(tier_changes).where(tier_changes.c.program_id == program_id).order_by(tier_changes.c.id)
+            )
+        ]

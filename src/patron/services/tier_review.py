@@ -39,7 +39,11 @@ def review(db: Database, cache: ProgramCache, program_id: int, *, now: datetime,
                 .where(members.c.program_id == program_id, members.c.id > start)
                 .order_by(members.c.id)
                 .limit(chunk)
-                .with_for_update(of=members)
+                # Progress is locked too (it only changes under the member's lock, so this waits for nothing more):
+                # after waiting for a lock PostgreSQL gives the new version of the rows it locks and the old one of
+                # the others, and a review of progress from before the wait would save it back over the events
+                # counted meanwhile.
+                .with_for_update(of=[members, member_progress])
             ).all()
             effects = []
             final: dict[int, Progress] = {}
