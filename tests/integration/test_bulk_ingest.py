@@ -240,3 +240,17 @@ def _balance_of(db, program_id: int, member: str):
 def _progress_of(db, program_id: int, member: str):
     with db.read() as conn:
         return progress_store.load_one(conn, member_service.require(conn, program_id, member).id)
+
+
+@pytest.mark.parametrize(("size", "mode"), [(3, "force_custom_plan"), (bulk_ingest.SMALL_BATCH, "auto")])
+def test_a_small_batch_is_planned_for_its_own_keys_and_a_big_one_keeps_the_plan_cache(pg_db, size, mode):
+    s = set_up(pg_db, member_ids=tuple(f"m{i}" for i in range(size)), now=T0)
+    batch = [
+        Purchase(event_id=f"e{i}", member_id=f"m{i}", occurred_at=T0, order_id=f"o{i}", total=Decimal(10))
+        for i in range(size)
+    ]
+    with pg_db.write() as conn:
+        bulk_ingest.load_batch(conn, s.cache, s.program_id, batch)
+        assert conn.execute(sa.text("SELECT current_setting('plan_cache_mode')")).scalar_one() == mode
+    with pg_db.read() as conn:  # for this transaction only
+        assert conn.execute(sa.text("SELECT current_setting('plan_cache_mode')")).scalar_one() == "auto"

@@ -15,7 +15,7 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Select, bindparam, exists, select, update
+from sqlalchemy import Connection, Select, bindparam, exists, func, select, true, update
 
 from patron.domain.calendar import period_key
 from patron.domain.engine import (
@@ -47,7 +47,7 @@ from patron.store.tables import referrals as referral_rows
 from patron.store.upsert import insert_or_add
 
 Outcome = tuple[EventReceipt, bool] | ServiceError  # the receipt, and whether it replays an earlier delivery
-SMALL_BATCH = 64  # batches smaller than this are planned one by one on PostgreSQL (see ingest_many)
+SMALL_BATCH = 64  # batches smaller than this are planned one by one on PostgreSQL (see _member_extras_query)
 
 
 @dataclass
@@ -83,12 +83,6 @@ def ingest_many(
 
 def load_batch(conn: Connection, cache: ProgramCache, program_id: int, batch: Sequence[AnyEvent]) -> "BatchState":
     """Locks the batch's members and reads what deciding its events needs: `ingest_loaded` then writes it."""
-    if len(batch) < SMALL_BATCH and conn.dialect.name == "postgresql":
-        # These statements take a batch's keys as one parameter, so the best plan depends on how many there are.
-        # psycopg prepares a statement after five executions, and PostgreSQL may then settle on one generic plan:
-        # settled on group commit's batches of a few events, it made later batches of 1,000 2-3x slower. Big batches
-        # keep the plan cache (planning each of them anew made the CDNOW import 25 % slower).
-        conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
     return BatchState.load(conn, cache, program_id, batch)
 
 
@@ -140,38 +134,44 @@ def ingest_loaded(
 @cache
 def _members_query(dialect: str) -> Select[Any]:
     return (
-        select(
-            members.c.id,
-            members.c.external_id,
-            members.c.attributes,
-            balances.c.available,
-            balances.c.pending,
-            balances.c.debt,
-            LATEST_VERSION.label("latest_version"),
-        )
-        .join(balances, balances.c.member_id == members.c.id)
+        select(members.c.id, members.c.external_id, members.c.attributes, LATEST_VERSION.label("latest_version"))
         .where(
             members.c.program_id == bindparam("program_id"),
             texts_placeholder(dialect, members.c.external_id, "external_ids"),
         )
         .order_by(members.c.id)
-        # The balances are locked too (every change to them holds the member's lock first, so this waits for
-        # nothing more): after waiting for a lock, PostgreSQL gives the new version of the rows it locks, and the
-        # old one of any other row of the statement, which is why nothing else of the member is read here.
-        .with_for_update(of=[members, balances])
+        # Nothing but the locked rows is read here: after waiting for a lock, PostgreSQL gives the new version of
+        # the rows a statement locks and the old one of every other row it reads, from before the wait.
+        .with_for_update()
     )
 
 
 @cache
-def _member_extras_query(dialect: str) -> Select[Any]:
-    """Progress, and whether they were ever referred, of the members bound to `member_ids`: read after their
-    lock, in a statement of its own, so that what the transaction that held it wrote is seen."""
+def _member_extras_query(dialect: str, plan_each: bool) -> Select[Any]:
+    """Balances, progress, and whether they were ever referred, of the members bound to `member_ids`: read after
+    their lock, in a statement of its own, so that what the transaction that held it wrote is seen (all of it
+    changes only under the member's lock).
+
+    `plan_each` (PostgreSQL) also has the rest of the transaction planned for its own parameters. The statements
+    after it take a batch's keys as one parameter, so the best plan depends on how many there are; psycopg prepares
+    a statement after five executions, and PostgreSQL may then settle on one generic plan: settled on group
+    commit's batches of a few events, it made later batches of 1,000 2-3x slower. Big batches keep the plan cache
+    (planning each of them anew made the CDNOW import 25 % slower). Set here rather than by a SET LOCAL of its
+    own, it costs no round trip.
+    """
+    columns: list[Any] = [
+        members.c.id,
+        balances.c.available,
+        balances.c.pending,
+        balances.c.debt,
+        member_progress.c.state,
+        exists().where(referral_rows.c.referee_id == members.c.id).label("referred"),
+    ]
+    if plan_each:
+        columns.append(func.set_config("plan_cache_mode", "force_custom_plan", true()).label("planning"))
     return (
-        select(
-            members.c.id,
-            member_progress.c.state,
-            exists().where(referral_rows.c.referee_id == members.c.id).label("referred"),
-        )
+        select(*columns)
+        .join(balances, balances.c.member_id == members.c.id)
         .outerjoin(member_progress, member_progress.c.member_id == members.c.id)
         .where(ids_placeholder(dialect, members.c.id, "member_ids"))
     )
@@ -225,7 +225,7 @@ class BatchState:
     def load(cls, conn: Connection, cache: ProgramCache, program_id: int, batch: Sequence[AnyEvent]) -> "BatchState":
         self = cls(cache, conn, program_id)
         # Every member of the batch is locked, in id order, like every other change to points; the same statement
-        # reads their balances and the program's latest version.
+        # reads the program's latest version.
         external_ids = sorted({e.member_id for e in batch})
         found = conn.execute(
             _members_query(conn.dialect.name),
@@ -234,21 +234,24 @@ class BatchState:
         if found:  # otherwise no event has a member, and none is decided
             self.versions = list(cache.timeline(conn, program_id, latest=found[0].latest_version))
             self.version_starts = [v[0] for v in self.versions]
+        extras: dict[int, Any] = {}
+        if found:
+            plan_each = conn.dialect.name == "postgresql" and len(batch) < SMALL_BATCH
+            query = _member_extras_query(conn.dialect.name, plan_each)
+            extras = {e.id: e for e in conn.execute(query, {"member_ids": set_value(conn, [r.id for r in found])})}
         by_id = {}
+        progress: dict[int, Any] = {}
         for r in found:
+            e = extras[r.id]
             member = _Member(
-                r.id, MemberState(r.external_id, r.attributes, {}, -r.debt), r.available, r.pending, r.debt
+                r.id, MemberState(r.external_id, r.attributes, {}, -e.debt), e.available, e.pending, e.debt
             )
             self.members[r.external_id] = member
             by_id[r.id] = member
-        progress: dict[int, Any] = {}
-        if by_id:
-            extras = conn.execute(_member_extras_query(conn.dialect.name), {"member_ids": set_value(conn, list(by_id))})
-            for r in extras:
-                if r.referred:
-                    self.referred.add(by_id[r.id].state.member_id)
-                if r.state is not None:
-                    progress[r.id] = r.state
+            if e.referred:
+                self.referred.add(r.external_id)
+            if e.state is not None:
+                progress[r.id] = e.state
         # Only now, under the member locks: a concurrent delivery of one of these events held a lock until it
         # committed, and must be found here as a replay rather than judged again (its order already reported).
         event_ids = sorted({e.event_id for e in batch})
