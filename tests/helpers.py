@@ -1,12 +1,15 @@
 """Building blocks for tests: a program with members, and a check of the ledger's invariants."""
 
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy import Connection
 
 from patron.domain.members import MemberProfile
 from patron.domain.program import ProgramDocument
@@ -165,3 +168,33 @@ def wait_until_blocked(db: Database) -> None:
             assert time.monotonic() < deadline, "nothing waited for a lock"
             time.sleep(0.01)
             conn.rollback()
+
+
+R = TypeVar("R")
+
+
+def behind_a_held_transaction(db: Database, hold: Callable[[Connection], object], waiter: Callable[[], R]) -> R:
+    """Runs `hold` in a write transaction of its own and keeps it open while `waiter` runs in another thread, until
+    `waiter` waits for a lock; then commits it, and returns what `waiter` returned once it is done."""
+    holding, release = threading.Event(), threading.Event()
+
+    def holder_work() -> None:
+        with db.write() as conn:
+            hold(conn)
+            holding.set()
+            release.wait()
+
+    holder = threading.Thread(target=holder_work)
+    holder.start()
+    holding.wait()
+    returned: list[R] = []
+    waiting = threading.Thread(target=lambda: returned.append(waiter()))
+    waiting.start()
+    try:
+        wait_until_blocked(db)
+    finally:
+        release.set()
+        holder.join()
+        waiting.join()
+    assert returned, "the waiter failed"
+    return returned[0]

@@ -1,10 +1,8 @@
 """Batch ingestion must be indistinguishable from sending the same events one at a time."""
 
-import threading
 import uuid
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -21,7 +19,7 @@ from patron.services.program_cache import ProgramCache
 from patron.store import progress as progress_store
 from patron.store.tables import journal, lots, members, orders, postings, rule_usage
 from tests.conftest import T0
-from tests.helpers import DEMO_PROGRAM, LONG_AGO, check_invariants, program_document, set_up, wait_until_blocked
+from tests.helpers import DEMO_PROGRAM, LONG_AGO, behind_a_held_transaction, check_invariants, program_document, set_up
 
 MEMBERS = ("m1", "m2", "m3")
 
@@ -200,28 +198,11 @@ def test_a_batch_that_waited_for_a_members_lock_sees_what_the_holder_wrote(db):
     second = Purchase(
         event_id="p2", member_id="m1", order_id="o2", occurred_at=T0 + timedelta(hours=1), total=Decimal("25.00")
     )
-    holding, release = threading.Event(), threading.Event()
-
-    def hold_the_member_after_the_first_purchase() -> None:
-        with db.write() as conn:
-            events._apply(conn, racing.cache, racing.program_id, first, events.fingerprint(first), now=T0)
-            holding.set()
-            release.wait()
-
-    holder = threading.Thread(target=hold_the_member_after_the_first_purchase)
-    holder.start()
-    holding.wait()
-    outcomes: list[Any] = []
-    batch = threading.Thread(
-        target=lambda: outcomes.extend(
-            events.ingest_batch_reporting_replays(db, racing.cache, racing.program_id, [second], now=T0)
-        )
+    outcomes = behind_a_held_transaction(
+        db,
+        lambda conn: events._apply(conn, racing.cache, racing.program_id, first, events.fingerprint(first), now=T0),
+        lambda: events.ingest_batch_reporting_replays(db, racing.cache, racing.program_id, [second], now=T0),
     )
-    batch.start()
-    wait_until_blocked(db)
-    release.set()
-    holder.join()
-    batch.join()
 
     for event in (first, second):  # the same two purchases, one after the other
         events.ingest(db, alone.cache, alone.program_id, event, now=T0)

@@ -1,7 +1,6 @@
 """Tiers through the services on SQLite and PostgreSQL: upgrades recorded with their reason, progress in the member
 read model, tier-only rewards refused without a trace, and batches that agree with single events."""
 
-import threading
 from datetime import timedelta
 from decimal import Decimal
 
@@ -13,7 +12,7 @@ from patron.services import adjustments, events, members, redemptions, tier_revi
 from patron.services.errors import NotEligible
 from patron.store.tables import member_progress, tier_changes
 from tests.conftest import T0
-from tests.helpers import check_invariants, ledger_dump, program_document, set_up, wait_until_blocked
+from tests.helpers import behind_a_held_transaction, check_invariants, ledger_dump, program_document, set_up
 
 TIERS = {
     "qualify_on": "points",
@@ -157,24 +156,14 @@ def test_a_tier_review_that_waited_for_a_members_lock_reviews_what_the_holder_sa
     earlier, held = _purchase(0, "150.00"), _purchase(1, "200.00", at=next_year)
     for s in (racing, alone):
         events.ingest(db, s.cache, s.program_id, earlier, now=T0)
-    holding, release = threading.Event(), threading.Event()
-
-    def hold_the_member_after_a_purchase() -> None:
-        with db.write() as conn:
-            events._apply(conn, racing.cache, racing.program_id, held, events.fingerprint(held), now=next_year)
-            holding.set()
-            release.wait()
-
-    holder = threading.Thread(target=hold_the_member_after_a_purchase)
-    holder.start()
-    holding.wait()
     later = next_year + timedelta(days=1)
-    reviewer = threading.Thread(target=lambda: tier_review.review(db, racing.cache, racing.program_id, now=later))
-    reviewer.start()
-    wait_until_blocked(db)
-    release.set()
-    holder.join()
-    reviewer.join()
+    behind_a_held_transaction(
+        db,
+        lambda conn: events._apply(
+            conn, racing.cache, racing.program_id, held, events.fingerprint(held), now=next_year
+        ),
+        lambda: tier_review.review(db, racing.cache, racing.program_id, now=later),
+    )
 
     events.ingest(db, alone.cache, alone.program_id, held, now=next_year)
     tier_review.review(db, alone.cache, alone.program_id, now=later)
