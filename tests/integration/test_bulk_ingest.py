@@ -231,7 +231,7 @@ def test_a_small_batch_is_planned_for_its_own_keys_and_a_big_one_keeps_the_plan_
         for i in range(size)
     ]
     with pg_db.write() as conn:
-        bulk_ingest.load_batch(conn, s.cache, s.program_id, batch)
+        bulk_ingest.BatchState.load(conn, s.cache, s.program_id, batch)
         assert conn.execute(sa.text("SELECT current_setting('plan_cache_mode')")).scalar_one() == mode
     with pg_db.read() as conn:  # for this transaction only
         assert conn.execute(sa.text("SELECT current_setting('plan_cache_mode')")).scalar_one() == "auto"

@@ -78,18 +78,13 @@ def ingest_many(
 ) -> list[Outcome]:
     """Runs inside the caller's transaction. A unique-key race with another writer raises IntegrityError for
     the whole batch: the caller retries the events one by one."""
-    return ingest_loaded(conn, load_batch(conn, cache, program_id, batch), batch, now=now)
-
-
-def load_batch(conn: Connection, cache: ProgramCache, program_id: int, batch: Sequence[AnyEvent]) -> "BatchState":
-    """Locks the batch's members and reads what deciding its events needs: `ingest_loaded` then writes it."""
-    return BatchState.load(conn, cache, program_id, batch)
+    return ingest_loaded(conn, BatchState.load(conn, cache, program_id, batch), batch, now=now)
 
 
 def ingest_loaded(
     conn: Connection, batch_state: "BatchState", batch: Sequence[AnyEvent], *, now: datetime
 ) -> list[Outcome]:
-    """Decides and writes the batch `load_batch` loaded, in the same transaction."""
+    """Decides and writes the batch `BatchState.load` loaded, in the same transaction."""
     program_id = batch_state.program_id
     outcomes: list[Outcome | None] = [None] * len(batch)
     accepted: list[_Accepted] = []
@@ -223,6 +218,7 @@ class BatchState:
 
     @classmethod
     def load(cls, conn: Connection, cache: ProgramCache, program_id: int, batch: Sequence[AnyEvent]) -> "BatchState":
+        """Locks the batch's members and reads what deciding its events needs: `ingest_loaded` then writes it."""
         self = cls(cache, conn, program_id)
         # Every member of the batch is locked, in id order, like every other change to points; the same statement
         # reads the program's latest version.

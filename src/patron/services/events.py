@@ -26,7 +26,7 @@ from patron.domain.progress import Progress
 from patron.services import announcements, collector, outbox, referrals
 from patron.services import members as member_service
 from patron.services import progress as progress_store
-from patron.services.bulk_ingest import ingest_loaded, ingest_many, load_batch
+from patron.services.bulk_ingest import BatchState, ingest_loaded, ingest_many
 from patron.services.errors import IdempotencyConflict, Invalid, ServiceError
 from patron.services.hashing import request_fingerprint
 from patron.services.idempotency import recall_event
@@ -113,7 +113,7 @@ def _ingest_in_order(
     in as a batch, it goes in as a single event, and the rest starts afresh from what is now written. Batches
     without one (nearly all) pay nothing for finding out: loading the batch reads whether each member was referred.
     """
-    state = load_batch(conn, cache, program_id, batch)
+    state = BatchState.load(conn, cache, program_id, batch)
     cuts = state.referred & {e.member_id for e in batch if isinstance(e, (Purchase, Refund))}
     if not cuts:
         return ingest_loaded(conn, state, batch, now=now)
