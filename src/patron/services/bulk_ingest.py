@@ -129,7 +129,7 @@ def ingest_loaded(
 @cache
 def _members_query(dialect: str) -> Select[Any]:
     return (
-        select(members.c.id, members.c.external_id, members.c.attributes, LATEST_VERSION.label("latest_version"))
+        select(members.c.id, members.c.external_id, members.c.attributes)
         .where(
             members.c.program_id == bindparam("program_id"),
             texts_placeholder(dialect, members.c.external_id, "external_ids"),
@@ -143,9 +143,9 @@ def _members_query(dialect: str) -> Select[Any]:
 
 @cache
 def _member_extras_query(dialect: str, plan_each: bool) -> Select[Any]:
-    """Balances, progress, and whether they were ever referred, of the members bound to `member_ids`: read after
-    their lock, in a statement of its own, so that what the transaction that held it wrote is seen (all of it
-    changes only under the member's lock).
+    """Balances, progress, and whether they were ever referred, of the members bound to `member_ids`, and the
+    program's latest version: read after their lock, in a statement of its own, so that what the transaction that
+    held it wrote is seen (all of it changes only under the member's lock), and a version published meanwhile.
 
     `plan_each` (PostgreSQL) also has the rest of the transaction planned for its own parameters. The statements
     after it take a batch's keys as one parameter, so the best plan depends on how many there are; psycopg prepares
@@ -161,6 +161,7 @@ def _member_extras_query(dialect: str, plan_each: bool) -> Select[Any]:
         balances.c.debt,
         member_progress.c.state,
         exists().where(referral_rows.c.referee_id == members.c.id).label("referred"),
+        LATEST_VERSION.label("latest_version"),
     ]
     if plan_each:
         columns.append(func.set_config("plan_cache_mode", "force_custom_plan", true()).label("planning"))
@@ -220,21 +221,21 @@ class BatchState:
     def load(cls, conn: Connection, cache: ProgramCache, program_id: int, batch: Sequence[AnyEvent]) -> "BatchState":
         """Locks the batch's members and reads what deciding its events needs: `ingest_loaded` then writes it."""
         self = cls(cache, conn, program_id)
-        # Every member of the batch is locked, in id order, like every other change to points; the same statement
-        # reads the program's latest version.
+        # Every member of the batch is locked, in id order, like every other change to points.
         external_ids = sorted({e.member_id for e in batch})
         found = conn.execute(
             _members_query(conn.dialect.name),
             {"program_id": program_id, "external_ids": set_value(conn, external_ids)},
         ).all()
-        if found:  # otherwise no event has a member, and none is decided
-            self.versions = list(cache.timeline(conn, program_id, latest=found[0].latest_version))
-            self.version_starts = [v[0] for v in self.versions]
         extras: dict[int, Any] = {}
-        if found:
+        if found:  # otherwise no event has a member, and none is decided
             plan_each = conn.dialect.name == "postgresql" and len(batch) < SMALL_BATCH
             query = _member_extras_query(conn.dialect.name, plan_each)
-            extras = {e.id: e for e in conn.execute(query, {"member_ids": set_value(conn, [r.id for r in found])})}
+            bound = {"program_id": program_id, "member_ids": set_value(conn, [r.id for r in found])}
+            extras = {e.id: e for e in conn.execute(query, bound)}
+            latest = next(iter(extras.values())).latest_version
+            self.versions = list(cache.timeline(conn, program_id, latest=latest))
+            self.version_starts = [v[0] for v in self.versions]
         by_id = {}
         progress: dict[int, Any] = {}
         for r in found:
