@@ -459,7 +459,7 @@ def _write(conn: Connection, program_id: int, accepted: list[_Accepted], state: 
     for a in accepted:
         a.receipt["transaction_id"] = transaction_of.get(a.index)
     # The inserts of a small batch go to PostgreSQL as one statement; written before anything reads them.
-    together = Together(conn) if conn.dialect.name == "postgresql" else None
+    together = Together(conn)
     # Rows with a unique key go in in key order, and so do another process's: two batches that both hold some of
     # the same event ids (or order ids) then wait for each other in one order, never in a deadlock.
     insert_rows(
@@ -513,8 +513,7 @@ def _write(conn: Connection, program_id: int, accepted: list[_Accepted], state: 
     # being referred since the batch was loaded.
     referred = [(a.member.id, a.event) for a in accepted if a.member.state.member_id in state.referred]
     if referred:
-        if together is not None:
-            together.flush()  # referrals read the orders
+        together.flush()  # referrals read the orders
         referrals.after_events(conn, state.cache, program_id, referred, now=now)
     progress_store.record(
         conn,
@@ -540,13 +539,10 @@ def _write(conn: Connection, program_id: int, accepted: list[_Accepted], state: 
         now=now,
         together=together,
     )
-    if together is not None:
-        together.flush()
+    together.flush()
 
 
-def _write_postings(
-    conn: Connection, program_id: int, posted: list[tuple[int, _Accepted]], together: Together | None
-) -> None:
+def _write_postings(conn: Connection, program_id: int, posted: list[tuple[int, _Accepted]], together: Together) -> None:
     rows = []
     moves = []
     for transaction_id, a in posted:
@@ -559,9 +555,7 @@ def _write_postings(
     ledger.move_balances(conn, moves, together=together)
 
 
-def _write_lots(
-    conn: Connection, program_id: int, posted: list[tuple[int, _Accepted]], together: Together | None
-) -> None:
+def _write_lots(conn: Connection, program_id: int, posted: list[tuple[int, _Accepted]], together: Together) -> None:
     remaining = {
         lot.id: lot.remaining
         for member in {id(a.member): a.member for _, a in posted}.values()
@@ -611,7 +605,7 @@ def _write_usage(conn: Connection, accepted: list[_Accepted]) -> None:
     )
 
 
-def _write_orders(conn: Connection, program_id: int, state: BatchState, together: Together | None) -> None:
+def _write_orders(conn: Connection, program_id: int, state: BatchState, together: Together) -> None:
     new = sorted(
         ((member_id, record) for member_id, record, is_new in state.orders.values() if is_new),
         key=lambda found: found[1].order_id,  # in key order: see _write

@@ -88,16 +88,13 @@ def insert_rows(
         _copy_rows(conn, table, rows)
         return
     statement = _insert_recordset(table, tuple(rows[0]), conn.dialect)
-    parameters = {"rows": _recordset_json(conn, table, rows)}
-    if together is None:
-        conn.execute(statement, parameters)
-    else:
-        together.add(statement, parameters)
+    run_or_hold(conn, statement, {"rows": _recordset_json(conn, table, rows)}, together)
 
 
 class Together:
     """PostgreSQL writes held back to go to the server as one statement, each a data-modifying CTE of it: the
-    inserts of a few events cost one round trip instead of one each, most of the time of a small batch.
+    inserts of a few events cost one round trip instead of one each, most of the time of a small batch. On SQLite,
+    where a statement costs no round trip, each write runs at once.
 
     The writes run with one snapshot: none may read or change rows another one writes (foreign keys are checked at
     the end of the statement, after all of them). `flush` sends them; a caller about to read what they write, or to
@@ -106,10 +103,14 @@ class Together:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self._holds = conn.dialect.name == "postgresql"
         self._writes: list[tuple[TextClause, dict[str, Any]]] = []
 
     def add(self, statement: TextClause, parameters: dict[str, Any]) -> None:
-        self._writes.append((statement, parameters))
+        if self._holds:
+            self._writes.append((statement, parameters))
+        else:
+            self._conn.execute(statement, parameters)
 
     def flush(self) -> None:
         writes, self._writes = self._writes, []
@@ -118,6 +119,14 @@ class Together:
         elif writes:
             parameters = {f"w{i}_{name}": value for i, (_, given) in enumerate(writes) for name, value in given.items()}
             self._conn.execute(_together(tuple(statement.text for statement, _ in writes)), parameters)
+
+
+def run_or_hold(conn: Connection, statement: TextClause, parameters: dict[str, Any], together: Together | None) -> None:
+    """Runs the statement now, or holds it in `together` if there is one."""
+    if together is None:
+        conn.execute(statement, parameters)
+    else:
+        together.add(statement, parameters)
 
 
 @lru_cache(maxsize=64)
@@ -235,11 +244,7 @@ def upsert_rows(
     statement = _insert_recordset(
         table, tuple(rows[0]), conn.dialect, f" ON CONFLICT ({conflict}) DO UPDATE SET {updates}"
     )
-    parameters = {"rows": _recordset_json(conn, table, rows)}
-    if together is None:
-        conn.execute(statement, parameters)
-    else:
-        together.add(statement, parameters)
+    run_or_hold(conn, statement, {"rows": _recordset_json(conn, table, rows)}, together)
 
 
 @lru_cache(maxsize=256)

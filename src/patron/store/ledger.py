@@ -11,7 +11,7 @@ from sqlalchemy import Connection, and_, bindparam, insert, select, text, update
 from patron.domain.engine import NewLot
 from patron.domain.ledger import Account, Lot, LotDebit, LotStatus, Posting, balanced
 from patron.store import json_text
-from patron.store.bulk import COPY_ROWS, Together, copy_values
+from patron.store.bulk import COPY_ROWS, Together, copy_values, run_or_hold
 from patron.store.tables import balances, journal, lots, postings
 
 
@@ -137,9 +137,7 @@ def move_balances(
     conn: Connection, moves: Sequence[MemberPosting], *, together: Together | None = None
 ) -> tuple[int, int, int] | None:
     """Returns the new (available, pending, debt) when the moves concern one member, None otherwise. With
-    `together` on PostgreSQL, the moves wait to go with its other writes, and nothing is returned."""
-    if together is not None and conn.dialect.name != "postgresql":
-        together = None
+    `together`, the moves go with its other writes, and nothing is returned."""
     deltas: dict[int, list[int]] = {}
     for p in moves:
         delta = deltas.setdefault(p.member_id, [0, 0, 0])
@@ -160,12 +158,10 @@ def move_balances(
             # key. Told 100 rows by jsonb_array_elements, it read the whole balances table for a batch of 8.
             columns = {"members": [m for m, _ in ordered]}
             columns |= {name: [d[i] for _, d in ordered] for i, name in enumerate(("available", "pending", "debt"))}
-            if together is None:
-                conn.execute(_BULK_MOVE["postgresql"], columns)
-            else:
-                together.add(_BULK_MOVE["postgresql"], columns)
+            run_or_hold(conn, _BULK_MOVE["postgresql"], columns, together)
         else:
-            conn.execute(_BULK_MOVE["sqlite"], {"deltas": json_text.dumps([[m, *d] for m, d in ordered])})
+            deltas_json = json_text.dumps([[m, *d] for m, d in ordered])
+            run_or_hold(conn, _BULK_MOVE["sqlite"], {"deltas": deltas_json}, together)
     return None
 
 
@@ -215,10 +211,7 @@ def insert_postings(
         copy_values(conn, postings, names, ([t, program_id, m, account, amount] for t, m, account, amount in rows))
         return
     parameters = {"program_id": program_id, "rows": json_text.dumps(rows)}
-    if together is not None and conn.dialect.name == "postgresql":
-        together.add(_BULK_POSTINGS["postgresql"], parameters)
-    else:
-        conn.execute(_BULK_POSTINGS[conn.dialect.name], parameters)
+    run_or_hold(conn, _BULK_POSTINGS[conn.dialect.name], parameters, together)
 
 
 _BALANCE_COLUMN = {Account.AVAILABLE: 0, Account.PENDING: 1, Account.DEBT: 2}
