@@ -15,7 +15,7 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Select, bindparam, exists, func, select, true, update
+from sqlalchemy import Connection, Select, bindparam, exists, select, update
 
 from patron.domain.calendar import period_key
 from patron.domain.engine import (
@@ -41,13 +41,14 @@ from patron.services.program_cache import LATEST_VERSION, ProgramCache
 from patron.services.views import EventReceipt, EventReceiptData, receipts_of
 from patron.store import ledger
 from patron.store.bulk import Together, allocate_ids_of, insert_rows, rows_by_key
+from patron.store.database import plan_each_statement
 from patron.store.sets import ids_placeholder, set_value, texts_placeholder
 from patron.store.tables import balances, events, journal, lots, member_progress, members, orders, rule_usage
 from patron.store.tables import referrals as referral_rows
 from patron.store.upsert import insert_or_add
 
 Outcome = tuple[EventReceipt, bool] | ServiceError  # the receipt, and whether it replays an earlier delivery
-SMALL_BATCH = 64  # batches smaller than this are planned one by one on PostgreSQL (see _member_extras_query)
+SMALL_BATCH = 64  # a batch smaller than this has its statements planned for it (store.database.plan_each_statement)
 
 
 @dataclass
@@ -142,17 +143,10 @@ def _members_query(dialect: str) -> Select[Any]:
 
 
 @cache
-def _member_extras_query(dialect: str, plan_each: bool) -> Select[Any]:
+def _member_extras_query(dialect: str) -> Select[Any]:
     """Balances, progress, and whether they were ever referred, of the members bound to `member_ids`, and the
     program's latest version: read after their lock, in a statement of its own, so that what the transaction that
     held it wrote is seen (all of it changes only under the member's lock), and a version published meanwhile.
-
-    `plan_each` (PostgreSQL) also has the rest of the transaction planned for its own parameters. The statements
-    after it take a batch's keys as one parameter, so the best plan depends on how many there are; psycopg prepares
-    a statement after five executions, and PostgreSQL may then settle on one generic plan: settled on group
-    commit's batches of a few events, it made later batches of 1,000 2-3x slower. Big batches keep the plan cache
-    (planning each of them anew made the CDNOW import 25 % slower). Set here rather than by a SET LOCAL of its
-    own, it costs no round trip.
     """
     columns: list[Any] = [
         members.c.id,
@@ -163,8 +157,6 @@ def _member_extras_query(dialect: str, plan_each: bool) -> Select[Any]:
         exists().where(referral_rows.c.referee_id == members.c.id).label("referred"),
         LATEST_VERSION.label("latest_version"),
     ]
-    if plan_each:
-        columns.append(func.set_config("plan_cache_mode", "force_custom_plan", true()).label("planning"))
     return (
         select(*columns)
         .join(balances, balances.c.member_id == members.c.id)
@@ -229,13 +221,15 @@ class BatchState:
         ).all()
         extras: dict[int, Any] = {}
         if found:  # otherwise no event has a member, and none is decided
-            plan_each = conn.dialect.name == "postgresql" and len(batch) < SMALL_BATCH
-            query = _member_extras_query(conn.dialect.name, plan_each)
+            query = _member_extras_query(conn.dialect.name)
             bound = {"program_id": program_id, "member_ids": set_value(conn, [r.id for r in found])}
             extras = {e.id: e for e in conn.execute(query, bound)}
             latest = next(iter(extras.values())).latest_version
             self.versions = list(cache.timeline(conn, program_id, latest=latest))
             self.version_starts = [v[0] for v in self.versions]
+        if len(batch) < SMALL_BATCH:
+            # What follows takes the batch's keys as one parameter: planned for a few keys, not for a thousand.
+            plan_each_statement(conn)
         by_id = {}
         progress: dict[int, Any] = {}
         for r in found:
