@@ -2,6 +2,7 @@
 down and up again without losing a point, on SQLite (where altering a table copies it) and on PostgreSQL."""
 
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -10,9 +11,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from patron.services import adjustments, events
+from patron.store.bulk import _rows_by_key
 from patron.store.database import Database
 from patron.store.migrate import migrate
-from patron.store.tables import metadata
+from patron.store.tables import members, metadata, orders
 from tests.conftest import POSTGRES_OFF, POSTGRES_URL, T0
 from tests.helpers import check_invariants, ledger_dump, set_up
 from tests.integration.test_scenarios import purchase
@@ -88,3 +90,42 @@ def test_the_rows_each_event_writes_keep_every_key_that_guards_the_ledger(fresh_
     assert keys("orders") == {("member_id", "members")}
     assert keys("outbox") == {("member_id", "members")}
     assert keys("members") == {("program_id", "programs")}
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+@pytest.mark.parametrize("orders_so_far", [100, 1_000])
+def test_a_new_database_finds_an_order_by_its_key_not_among_all_the_programs_orders(
+    fresh_db: Database, orders_so_far: int
+) -> None:
+    """Before autovacuum first analyzes the table, PostgreSQL had no statistics to tell the (program, member, time)
+    index from the primary key, and read every order of the program for each order looked up (migration 0011)."""
+    s = set_up(fresh_db, now=T0)
+    with fresh_db.write() as conn:
+        member_id = conn.execute(sa.select(members.c.id).where(members.c.external_id == "m1")).scalar_one()
+        conn.execute(
+            orders.insert(),
+            [
+                {
+                    "program_id": s.program_id,
+                    "order_id": f"o{n}",
+                    "member_id": member_id,
+                    "total": Decimal(1),
+                    "earned": 1,
+                    "refunded": Decimal(0),
+                    "clawed_back": 0,
+                    "occurred_at": T0,
+                }
+                for n in range(orders_so_far)
+            ],
+        )
+    statement = _rows_by_key("postgresql", (orders.c.order_id, orders.c.total), orders.c.program_id, orders.c.order_id)
+    compiled = statement.compile(dialect=fresh_db.engine.dialect)
+    with fresh_db.read() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        with raw.cursor() as cursor:
+            params = {**compiled.params, "scope_id": s.program_id, "wanted": ["o1", "o7"]}
+            cursor.execute(f"EXPLAIN {compiled}", params)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "Index Scan using pk_orders" in plan, plan
+    assert "Filter" not in plan, plan

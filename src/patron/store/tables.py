@@ -187,8 +187,9 @@ orders = Table(
     Column("refunded", MoneyColumn, nullable=False),
     Column("clawed_back", BigInteger, nullable=False),
     Column("occurred_at", UtcDateTime, nullable=False),
-    # The lapsed-member query groups a program's orders by member and takes each one's latest purchase.
-    Index(None, "program_id", "member_id", "occurred_at"),
+    # The lapsed-member query groups a program's orders by member and takes each one's latest purchase. Not led by
+    # the program, which would make it look as good as the primary key for finding an order by id (migration 0011).
+    Index(None, "member_id", "occurred_at", "program_id"),
 )
 
 rule_usage = Table(
