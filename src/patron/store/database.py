@@ -80,9 +80,6 @@ def is_retryable(exc: DBAPIError) -> bool:
     return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
 
 
-# psycopg's own default: a statement is prepared on its fifth run (see plan_each_statement).
-_PREPARE_THRESHOLD = 5
-
 # JSON columns written and read by orjson on both databases (store/json_text.py).
 _JSON_TEXT: dict[str, Any] = {"json_serializer": json_text.dumps, "json_deserializer": json_text.loads}
 
@@ -123,14 +120,20 @@ def plan_each_statement(conn: Connection) -> None:
     re-plans the cached queries that check foreign keys, at every row inserted.) The connection prepares again once
     it is back in the pool. Nothing to do on SQLite.
     """
-    if conn.dialect.name == "postgresql":
-        conn.connection.dbapi_connection.prepare_threshold = None  # type: ignore[union-attr]
+    if conn.dialect.name != "postgresql":
+        return
+    pooled = conn.connection
+    raw: Any = pooled.dbapi_connection
+    if raw.prepare_threshold is not None:
+        pooled.info["prepare_threshold"] = raw.prepare_threshold  # given back at check-in
+        raw.prepare_threshold = None
 
 
 def _note_return(dbapi_connection: Any, record: Any) -> None:
     record.info["returned_at"] = time.monotonic()
-    if dbapi_connection is not None:
-        dbapi_connection.prepare_threshold = _PREPARE_THRESHOLD
+    threshold = record.info.pop("prepare_threshold", None)
+    if threshold is not None and dbapi_connection is not None:
+        dbapi_connection.prepare_threshold = threshold
 
 
 def _ping_if_idle(dialect: Dialect, dbapi_connection: Any, record: Any) -> None:
