@@ -54,7 +54,12 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = database is None
-        db = Database(config.database_url, pool_size=config.pool_size) if database is None else database
+        # A server's commits do not checkpoint SQLite's log: a thread does, so no request waits for it.
+        db = (
+            Database(config.database_url, pool_size=config.pool_size, background_checkpoints=True)
+            if database is None
+            else database
+        )
         try:
             await run_in_threadpool(migrate, db)
             cache = ProgramCache()

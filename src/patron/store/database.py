@@ -11,6 +11,7 @@ from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 
 from patron.store import json_text
+from patron.store.checkpoints import Checkpointer
 
 T = TypeVar("T")
 
@@ -26,9 +27,16 @@ _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
 class Database:
     """One per process. `write()` for transactions that change data, `read()` for those that do not."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = 10, echo: bool = False, background_checkpoints: bool = False
+    ) -> None:
+        """`background_checkpoints`: on a SQLite file, commits never checkpoint the write-ahead log; a thread does
+        (store.checkpoints). For servers, where a commit that checkpoints holds up every request behind it."""
         self.url = make_url(url)
-        self.engine = _create_engine(url, pool_size=pool_size, echo=echo)
+        path = self.url.database if self.url.get_backend_name() == "sqlite" else None
+        apart = background_checkpoints and path not in (None, "", ":memory:")
+        self.engine = _create_engine(url, pool_size=pool_size, echo=echo, autocheckpoint=not apart)
+        self.checkpointer = Checkpointer(path) if apart and path is not None else None
         # SQLite lets one transaction write at a time. Writers of this process queue on a lock and start the moment
         # it is free, instead of sleeping in SQLite's busy handler (naps of up to 100 ms), which made the slowest
         # concurrent writes hundreds of milliseconds slower than the rest. Re-entrant: a thread never waits on itself.
@@ -71,6 +79,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
 
 
 def is_retryable(exc: DBAPIError) -> bool:
@@ -84,7 +94,7 @@ def is_retryable(exc: DBAPIError) -> bool:
 _JSON_TEXT: dict[str, Any] = {"json_serializer": json_text.dumps, "json_deserializer": json_text.loads}
 
 
-def _create_engine(url: str, *, pool_size: int, echo: bool) -> Engine:
+def _create_engine(url: str, *, pool_size: int, echo: bool, autocheckpoint: bool) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(
@@ -96,7 +106,7 @@ def _create_engine(url: str, *, pool_size: int, echo: bool) -> Engine:
             max_overflow=pool_size,
             **_JSON_TEXT,
         )
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_pragmas if autocheckpoint else _sqlite_pragmas_checkpointed_apart)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("", "psycopg2"):
@@ -154,6 +164,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_pragmas_checkpointed_apart(dbapi_connection: Any, record: Any) -> None:
+    _sqlite_pragmas(dbapi_connection, record)
+    dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")  # a Checkpointer does it (store.checkpoints)
 
 
 def _sqlite_begin(conn: Connection) -> None:
