@@ -24,7 +24,7 @@ class Checkpointer:
         self._path = path
         self._interval = interval
         self._stop = threading.Event()
-        self.checkpoints = 0  # completed rounds, for tests and metrics
+        self.checkpoints = 0  # completed rounds (tests wait on it)
         self._thread = threading.Thread(target=self._run, name="sqlite-checkpoints", daemon=True)
         self._thread.start()
 
