@@ -42,6 +42,23 @@ def fresh_url(backend: str, name: str) -> Iterator[str]:
         admin.dispose()
 
 
+def server_cpu_seconds(db: Database) -> dict[int, float]:
+    """CPU seconds used so far by each PostgreSQL process serving `db`'s database, read from /proc; empty where
+    that cannot be read (SQLite, a server on another machine, a system without /proc)."""
+    if db.engine.dialect.name != "postgresql":
+        return {}
+    with db.engine.connect() as conn:
+        pids = conn.exec_driver_sql("SELECT pid FROM pg_stat_activity WHERE datname = current_database()").scalars()
+        found = {}
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            found[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    return found
+
+
 @contextmanager
 def fresh_database(backend: str, name: str, *, pool_size: int = 20) -> Iterator[Database]:
     with fresh_url(backend, name) as url:

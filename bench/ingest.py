@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from bench import baseline, load
-from bench.databases import fresh_database
+from bench.databases import fresh_database, server_cpu_seconds
 from bench.report import Figure
 from bench.server import HOST, serving
 from bench.workload import Workload, prepare
@@ -23,6 +23,7 @@ BATCH = 1_000
 # SQLite writes one transaction at a time: a second server process adds nothing but waits in SQLite's busy
 # handler, so SQLite is served as it should be deployed, by one process. PostgreSQL gets a worker per core.
 DEFAULT_WORKERS = {"sqlite": 1, "postgres": 2}
+FLOOR_APP = "bench.floor:create_app"
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,40 @@ def run(backend: str, scale: IngestScale) -> list[Figure]:
                 note=f"p50 {raw.percentile(0.5) * 1000:.2f} ms, p99 {raw.percentile(0.99) * 1000:.2f} ms",
             )
         )
+        with serving(url, workers=workers, app=FLOOR_APP) as port:
+            figures.append(_floor(backend, workload, port, scale, raw, workers))
         with serving(url, workers=workers) as port:
             figures += _api_single(backend, workload, port, scale, raw, workers)
             figures += _api_batches(backend, workload, port, scale, workers)
         figures.append(_service_batches(backend, db, workload, scale))
     return figures
+
+
+def _floor(
+    backend: str, workload: Workload, port: int, scale: IngestScale, raw: baseline.BaselineResult, workers: int
+) -> Figure:
+    result = load.run(
+        HOST,
+        port,
+        "/v1/events",
+        workload.token,
+        lambda n: workload.purchase_json("floor", n),
+        clients=scale.clients,
+        seconds=scale.seconds,
+    )
+    _require_success(result, {201})
+    return Figure(
+        f"API floor: FastAPI, no database, {scale.clients} clients",
+        backend,
+        result.rate,
+        "events/s",
+        note=f"{100 * result.rate / raw.rate:.0f} % of raw-SQL earn, {_workers(workers)}, "
+        f"load generator {result.client_cpu / result.seconds:.0%} of a core (bench.floor)",
+    )
+
+
+def _workers(count: int) -> str:
+    return f"{count} worker{'s' if count > 1 else ''}"
 
 
 def _api_single(
@@ -76,7 +106,7 @@ def _api_single(
     )
     _require_success(result, {201})
     p50, p99 = result.percentile(0.5) * 1000, result.percentile(0.99) * 1000
-    processes = f"{workers} worker{'s' if workers > 1 else ''}"
+    processes = _workers(workers)
     return [
         Figure(
             f"API ingest, {scale.clients} clients",
@@ -118,18 +148,28 @@ def _service_batches(backend: str, db: Database, workload: Workload, scale: Inge
     cache = ProgramCache()
     now = datetime.now(UTC)
     events.ingest_batch(db, cache, workload.program_id, workload.purchases("warm", 0, 10), now=now)
+    server_before = server_cpu_seconds(db)
+    cpu_before = time.process_time()
     start = time.perf_counter()
     for batch in batches:
         outcomes = events.ingest_batch(db, cache, workload.program_id, batch, now=now)
         assert all(not isinstance(o, Exception) for o in outcomes), "every benchmark event is accepted"
     seconds = time.perf_counter() - start
+    count = scale.service_batches * scale.batch
+    ours = (time.process_time() - cpu_before) / count * 1e6
+    server_after = server_cpu_seconds(db)
+    # Where each side's time goes decides what a target asks of each; PostgreSQL's is its processes' CPU.
+    server = sum(server_after[pid] - used for pid, used in server_before.items() if pid in server_after)
+    cpu = f"CPU an event: ours {ours:.0f} µs"
+    if server_after:
+        cpu += f", PostgreSQL's {server / count * 1e6:.0f} µs"
     return Figure(
         f"batch ingest, services.events.ingest_batch ({scale.batch:,})",
         backend,
-        scale.service_batches * scale.batch / seconds,
+        count / seconds,
         "events/s",
         target=10_000 if backend == "postgres" else None,
-        note=f"{scale.service_batches} batches, in process, 1 thread",
+        note=f"{scale.service_batches} batches, in process, 1 thread; {cpu}",
     )
 
 

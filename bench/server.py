@@ -20,8 +20,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(database_url: str, *, workers: int, pool_size: int = 20) -> Iterator[int]:
-    """Starts the API (uvloop, httptools, no access log: how it should be deployed) and yields its port."""
+def serving(
+    database_url: str, *, workers: int, pool_size: int = 20, app: str = "patron.api.app:create_app"
+) -> Iterator[int]:
+    """Starts the API (uvloop, httptools, no access log: how it should be deployed) and yields its port.
+
+    `app` names another application factory to serve the same way (bench.floor's)."""
     port = free_port()
     env = {**os.environ, "PATRON_DATABASE_URL": database_url, "PATRON_POOL_SIZE": str(pool_size)}
     command = [
@@ -29,7 +33,7 @@ def serving(database_url: str, *, workers: int, pool_size: int = 20) -> Iterator
         "-m",
         "uvicorn",
         "--factory",
-        "patron.api.app:create_app",
+        app,
         "--host",
         HOST,
         "--port",

@@ -16,6 +16,7 @@ from tests.conftest import BACKENDS, POSTGRES_URL
 ROOT = Path(__file__).parents[1]
 ROWS = (
     "raw-SQL earn",
+    "API floor: FastAPI",
     "API ingest, ",
     "API ingest p99",
     "API ingest ÷ raw-SQL",
