@@ -66,6 +66,19 @@ def test_the_same_event_id_with_another_body_is_409_and_changes_nothing(api):
     assert api.snapshot() == before
 
 
+def test_event_ids_are_per_program(api):
+    """Two merchants' tills may number their events alike: the same id in another program is another event."""
+    ours = api.post("/v1/events", key="events", json=purchase(total="150.00"))
+    theirs = api.post("/v1/events", key="other", json=purchase(total="10.00"))
+    assert (ours.status_code, theirs.status_code) == (201, 201), theirs.text
+    assert theirs.json()["transaction_id"] != ours.json()["transaction_id"]
+    # Each retry gets its own program's first receipt.
+    assert api.post("/v1/events", key="events", json=purchase(total="150.00")).json() == ours.json()
+    assert api.post("/v1/events", key="other", json=purchase(total="10.00")).json() == theirs.json()
+    assert api.balance("m1")["pending"] == ours.json()["balance"]["pending"]
+    assert api.balance("m1", key="other")["pending"] == theirs.json()["balance"]["pending"]
+
+
 def test_a_dry_run_decides_and_writes_nothing(api):
     before = api.snapshot()
     tried = api.post("/v1/events", key="events", params={"dry_run": "true"}, json=purchase(total="150.00"))

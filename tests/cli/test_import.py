@@ -1,6 +1,11 @@
 """`patron import members|orders FILE.csv`: every row checked before anything is written, then imported through
 the events path; a second run changes nothing."""
 
+import io
+
+from rich.console import Console
+
+from patron.cli import common
 from patron.domain.members import MemberProfile
 from patron.services import members
 from patron.services.clock import utcnow
@@ -159,3 +164,13 @@ def test_a_members_file_keeps_the_time_zone_a_member_set_over_the_api(shop: Cli)
     with shop.db.read() as conn:
         ann = members.view(conn, 1, "ann", now=utcnow())
     assert (ann.email, ann.timezone, ann.birthday.isoformat()) == ("ann@example.org", "Asia/Tokyo", "1990-04-01")
+
+
+def test_a_terminal_sees_the_import_advance_to_its_last_row(shop: Cli, monkeypatch):
+    terminal = io.StringIO()
+    monkeypatch.setattr(common, "err", Console(file=terminal, force_terminal=True, width=120))
+    shop.ok("import", "members", shop.file("members.csv", MEMBERS))
+    shop.ok("import", "orders", shop.file("orders.csv", ORDERS))
+    shown = terminal.getvalue()
+    for step in ("Checking members", "Importing members", "Checking orders", "Importing orders", "2/2", "3/3"):
+        assert step in shown, shown

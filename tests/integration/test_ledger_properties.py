@@ -4,7 +4,9 @@ A hypothesis state machine drives the real services on SQLite and on PostgreSQL 
 and keeps a reference model of its own: every member's lots, balances and debt, the program's accounts, cap usage,
 orders and gift stock. After every step the database must equal the model, and invariants 1-6 must hold: balanced
 transactions, an append-only journal, cached balances equal to their postings, floors, lots within their bounds and
-adding up to the balances, and first-to-expire-first spending.
+adding up to the balances, and first-to-expire-first spending. Invariant 7, an event id processed at most once, is
+what the rules that resend an event (the same body: the first receipt, nothing posted) and reuse its id (another
+body: refused, nothing posted) check.
 """
 
 import functools
