@@ -68,16 +68,7 @@ def run(backend: str, scale: IngestScale) -> list[Figure]:
 def _floor(
     backend: str, workload: Workload, port: int, scale: IngestScale, raw: baseline.BaselineResult, workers: int
 ) -> Figure:
-    result = load.run(
-        HOST,
-        port,
-        "/v1/events",
-        workload.token,
-        lambda n: workload.purchase_json("floor", n),
-        clients=scale.clients,
-        seconds=scale.seconds,
-    )
-    _require_success(result, {201})
+    result = _single_events(workload, port, scale, "floor")
     return Figure(
         f"API floor: FastAPI, no database, {scale.clients} clients",
         backend,
@@ -88,6 +79,21 @@ def _floor(
     )
 
 
+def _single_events(workload: Workload, port: int, scale: IngestScale, tag: str) -> load.LoadResult:
+    """`scale.clients` closed-loop clients posting new purchases one by one, all of which must be accepted."""
+    result = load.run(
+        HOST,
+        port,
+        "/v1/events",
+        workload.token,
+        lambda n: workload.purchase_json(tag, n),
+        clients=scale.clients,
+        seconds=scale.seconds,
+    )
+    _require_success(result, {201})
+    return result
+
+
 def _workers(count: int) -> str:
     return f"{count} worker{'s' if count > 1 else ''}"
 
@@ -95,16 +101,7 @@ def _workers(count: int) -> str:
 def _api_single(
     backend: str, workload: Workload, port: int, scale: IngestScale, raw: baseline.BaselineResult, workers: int
 ) -> list[Figure]:
-    result = load.run(
-        HOST,
-        port,
-        "/v1/events",
-        workload.token,
-        lambda n: workload.purchase_json("api", n),
-        clients=scale.clients,
-        seconds=scale.seconds,
-    )
-    _require_success(result, {201})
+    result = _single_events(workload, port, scale, "api")
     p50, p99 = result.percentile(0.5) * 1000, result.percentile(0.99) * 1000
     processes = _workers(workers)
     return [
